@@ -1,0 +1,375 @@
+"""The canonical option-chain store (DESIGN §3.1): layout, atomic writing and columnar reading.
+
+Layout::
+
+    DATASET/dataset.json
+    DATASET/chains/underlying=SPY/year=2021/<part>.parquet
+    DATASET/underlyings/underlying=SPY/<part>.parquet
+    DATASET/indices/name=VIX/<part>.parquet
+    DATASET/quarantine/<part>.parquet
+
+Writers never leave partial work behind: a new dataset is assembled in a hidden sibling
+directory and renamed into place on success; single files are written under a temporary name
+and renamed. Readers accept local paths or any pyarrow filesystem URI (``s3://…``).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from backtest.errors import UserError
+from backtest.schema import (
+    BAR_SCHEMA,
+    CHAIN_SCHEMA,
+    CHAIN_SORT_KEYS,
+    INDEX_SCHEMA,
+    QUARANTINE_SCHEMA,
+    SCHEMA_VERSION,
+    conform,
+)
+
+DATASET_JSON = "dataset.json"
+_EPOCH = dt.date(1970, 1, 1)
+
+
+class StoreError(UserError):
+    """A dataset that cannot be read or written as asked; the message names path and cause."""
+
+
+def to_date(value: str | dt.date | None, what: str = "date") -> dt.date | None:
+    """Parse an ISO date (YYYY-MM-DD) with an error that names the bad value."""
+    if value is None or isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise StoreError(f"{what}: {value!r} is not a valid date, expected YYYY-MM-DD") from None
+
+
+def date_to_days(d: dt.date) -> int:
+    return (d - _EPOCH).days
+
+
+def days_to_date(days: int) -> dt.date:
+    return _EPOCH + dt.timedelta(days=int(days))
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def atomic_write_table(table: pa.Table, path: str | os.PathLike) -> None:
+    """Write a Parquet file under a temporary name, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_json(obj: Any, path: str | os.PathLike) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def sort_chains(table: pa.Table) -> pa.Table:
+    return table.sort_by([(k, "ascending") for k in CHAIN_SORT_KEYS])
+
+
+class DatasetWriter:
+    """Builds a whole dataset atomically.
+
+    Use as a context manager; on a clean exit the dataset is renamed to ``out`` (replacing an
+    existing one only with ``overwrite=True``), on an exception nothing is left behind.
+    """
+
+    def __init__(self, out: str | os.PathLike, *, overwrite: bool = False):
+        self.out = Path(out)
+        if self.out.exists() and not overwrite:
+            if not self.out.is_dir() or any(self.out.iterdir()):
+                raise StoreError(f"{self.out}: output exists and is not empty (use --overwrite)")
+        parent = self.out.parent if str(self.out.parent) else Path(".")
+        if not parent.exists():
+            raise StoreError(f"{parent}: parent directory of the output does not exist")
+        if not os.access(parent, os.W_OK):
+            raise StoreError(f"{parent}: not writable")
+        self.tmp = parent / f".{self.out.name}.{uuid.uuid4().hex}.partial"
+        self.overwrite = overwrite
+        self.meta: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "sources": [],
+            "underlyings": {},
+            "indices": {},
+            "quarantine": {"rows": 0, "reasons": {}},
+        }
+
+    def __enter__(self) -> "DatasetWriter":
+        self.tmp.mkdir()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return
+        self._commit()
+
+    # -- parts
+    def write_chains(self, underlying: str, table: pa.Table, part: str) -> None:
+        """Write one part of a chain; rows are split by year into hive partitions."""
+        table = sort_chains(conform(table, CHAIN_SCHEMA))
+        years = pc.year(table.column("quote_date")).to_numpy(zero_copy_only=False)
+        u = self.meta["underlyings"].setdefault(
+            underlying, {"rows": 0, "start": None, "end": None}
+        )
+        for year in np.unique(years):
+            d = self.tmp / "chains" / f"underlying={underlying}" / f"year={int(year)}"
+            d.mkdir(parents=True, exist_ok=True)
+            pq.write_table(table.filter(pa.array(years == year)), d / f"{part}.parquet", compression="zstd")
+        if table.num_rows:
+            dates = table.column("quote_date")
+            start, end = pc.min(dates).as_py(), pc.max(dates).as_py()
+            u["rows"] += table.num_rows
+            u["start"] = min(filter(None, [u["start"], start.isoformat()]))
+            u["end"] = max(filter(None, [u["end"], end.isoformat()]))
+
+    def write_underlying(self, symbol: str, table: pa.Table, part: str = "bars") -> None:
+        d = self.tmp / "underlyings" / f"underlying={symbol}"
+        d.mkdir(parents=True, exist_ok=True)
+        pq.write_table(conform(table, BAR_SCHEMA).sort_by("date"), d / f"{part}.parquet")
+
+    def write_index(self, name: str, table: pa.Table, part: str = "index") -> None:
+        d = self.tmp / "indices" / f"name={name}"
+        d.mkdir(parents=True, exist_ok=True)
+        table = conform(table, INDEX_SCHEMA).sort_by("date")
+        pq.write_table(table, d / f"{part}.parquet")
+        self.meta["indices"][name] = {"rows": table.num_rows}
+
+    def write_quarantine(self, table: pa.Table, part: str) -> None:
+        if not table.num_rows:
+            return
+        d = self.tmp / "quarantine"
+        d.mkdir(parents=True, exist_ok=True)
+        table = conform(table, QUARANTINE_SCHEMA)
+        pq.write_table(table, d / f"{part}.parquet")
+        q = self.meta["quarantine"]
+        q["rows"] += table.num_rows
+        for item in pc.value_counts(table.column("reason")).to_pylist():
+            q["reasons"][item["values"]] = q["reasons"].get(item["values"], 0) + item["counts"]
+
+    def add_source(self, source: dict[str, Any]) -> None:
+        self.meta["sources"].append(source)
+
+    def _commit(self) -> None:
+        atomic_write_json(self.meta, self.tmp / DATASET_JSON)
+        if self.out.exists():
+            trash = self.out.with_name(f".{self.out.name}.{uuid.uuid4().hex}.old")
+            os.replace(self.out, trash)
+            os.replace(self.tmp, self.out)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(self.tmp, self.out)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class ChainArrays:
+    """One underlying's chain rows as plain numpy columns, sorted by (quote_date, expiration,
+    right, strike). Dates are int32 days since 1970-01-01; ``is_call`` is bool; ``root`` holds
+    codes into ``roots``. This is what crosses into numba and into Ray's object store."""
+
+    quote_date: np.ndarray
+    expiration: np.ndarray
+    strike: np.ndarray
+    is_call: np.ndarray
+    root: np.ndarray
+    roots: tuple[str, ...]
+    european: np.ndarray
+    bid: np.ndarray
+    ask: np.ndarray
+    iv: np.ndarray
+    delta: np.ndarray
+    gamma: np.ndarray
+    theta: np.ndarray
+    vega: np.ndarray
+    underlying_price: np.ndarray
+    volume: np.ndarray
+    open_interest: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.quote_date)
+
+
+def _days(col: pa.ChunkedArray) -> np.ndarray:
+    return col.cast(pa.int32()).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+
+
+def _floats(col: pa.ChunkedArray) -> np.ndarray:
+    return col.fill_null(np.nan).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+
+
+def _ints(col: pa.ChunkedArray) -> np.ndarray:
+    return col.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+
+
+def _strings(col: pa.ChunkedArray) -> pa.Array:
+    return col.cast(pa.string()).combine_chunks()
+
+
+def chain_arrays(table: pa.Table) -> ChainArrays:
+    """Convert a chain table (already sorted) into plain numpy columns (nulls become NaN / -1)."""
+    roots_col = pc.dictionary_encode(_strings(table.column("root")))
+    roots = tuple(roots_col.dictionary.to_pylist())
+    return ChainArrays(
+        quote_date=_days(table.column("quote_date")),
+        expiration=_days(table.column("expiration")),
+        strike=_floats(table.column("strike")),
+        is_call=pc.equal(_strings(table.column("right")), "C").to_numpy(zero_copy_only=False),
+        root=roots_col.indices.to_numpy(zero_copy_only=False).astype(np.int16),
+        roots=roots,
+        european=pc.equal(_strings(table.column("style")), "E").to_numpy(zero_copy_only=False),
+        bid=_floats(table.column("bid")),
+        ask=_floats(table.column("ask")),
+        iv=_floats(table.column("iv")),
+        delta=_floats(table.column("delta")),
+        gamma=_floats(table.column("gamma")),
+        theta=_floats(table.column("theta")),
+        vega=_floats(table.column("vega")),
+        underlying_price=_floats(table.column("underlying_price")),
+        volume=_ints(table.column("volume")),
+        open_interest=_ints(table.column("open_interest")),
+    )
+
+
+class Dataset:
+    """Read access to a canonical dataset at a local path or pyarrow filesystem URI."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.uri = str(path)
+        try:
+            self.fs, self.root = pafs.FileSystem.from_uri(self.uri)
+        except (pa.ArrowInvalid, ValueError):
+            self.fs, self.root = pafs.LocalFileSystem(), os.path.abspath(self.uri)
+        info = self.fs.get_file_info(self._p(DATASET_JSON))
+        if info.type != pafs.FileType.File:
+            raise StoreError(f"{self.uri}: not a dataset ({DATASET_JSON} missing)")
+        with self.fs.open_input_stream(self._p(DATASET_JSON)) as f:
+            try:
+                self.meta: dict[str, Any] = json.loads(f.read())
+            except json.JSONDecodeError as exc:
+                raise StoreError(f"{self.uri}/{DATASET_JSON}: invalid JSON: {exc}") from None
+        version = self.meta.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.uri}/{DATASET_JSON}: schema_version {version!r}, expected {SCHEMA_VERSION}"
+            )
+
+    def _p(self, *parts: str) -> str:
+        return "/".join([self.root.rstrip("/"), *parts])
+
+    def _list(self, *parts: str) -> list[pafs.FileInfo]:
+        sel = pafs.FileSelector(self._p(*parts), allow_not_found=True)
+        return sorted(self.fs.get_file_info(sel), key=lambda i: i.path)
+
+    @property
+    def underlyings(self) -> list[str]:
+        return [
+            i.base_name.split("=", 1)[1]
+            for i in self._list("chains")
+            if i.type == pafs.FileType.Directory and i.base_name.startswith("underlying=")
+        ]
+
+    @property
+    def indices(self) -> list[str]:
+        return [
+            i.base_name.split("=", 1)[1]
+            for i in self._list("indices")
+            if i.type == pafs.FileType.Directory and i.base_name.startswith("name=")
+        ]
+
+    def chain_files(
+        self, underlying: str, start: dt.date | None = None, end: dt.date | None = None
+    ) -> list[str]:
+        if underlying not in self.underlyings:
+            raise StoreError(
+                f"{self.uri}: no chains for underlying {underlying!r} "
+                f"(available: {', '.join(self.underlyings) or 'none'})"
+            )
+        files = []
+        for ydir in self._list("chains", f"underlying={underlying}"):
+            year = int(ydir.base_name.split("=", 1)[1])
+            if (start and year < start.year) or (end and year > end.year):
+                continue
+            files += [i.path for i in self._list("chains", f"underlying={underlying}", ydir.base_name)
+                      if i.base_name.endswith(".parquet") and not i.base_name.startswith(".")]
+        return files
+
+    def read_chains(
+        self,
+        underlying: str,
+        start: str | dt.date | None = None,
+        end: str | dt.date | None = None,
+        columns: Iterable[str] | None = None,
+    ) -> pa.Table:
+        """One underlying's chain rows with start <= quote_date <= end, sorted, as Arrow."""
+        start, end = to_date(start, "start"), to_date(end, "end")
+        files = self.chain_files(underlying, start, end)
+        schema = CHAIN_SCHEMA if columns is None else pa.schema([CHAIN_SCHEMA.field(c) for c in columns])
+        if not files:
+            return schema.empty_table()
+        data = pads.dataset(files, schema=CHAIN_SCHEMA, format="parquet", filesystem=self.fs)
+        flt = None
+        date = pads.field("quote_date")
+        if start:
+            flt = date >= pa.scalar(start, pa.date32())
+        if end:
+            cond = date <= pa.scalar(end, pa.date32())
+            flt = cond if flt is None else flt & cond
+        table = data.to_table(columns=list(schema.names), filter=flt)
+        keys = [k for k in CHAIN_SORT_KEYS if k in schema.names]
+        return table.sort_by([(k, "ascending") for k in keys]) if keys else table
+
+    def chain_arrays(self, underlying: str, start=None, end=None) -> ChainArrays:
+        return chain_arrays(self.read_chains(underlying, start, end))
+
+    def _read_dir(self, parts: tuple[str, ...], schema: pa.Schema, what: str) -> pa.Table:
+        files = [i.path for i in self._list(*parts) if i.base_name.endswith(".parquet")]
+        if not files:
+            raise StoreError(f"{self.uri}: no {what}")
+        return pads.dataset(files, schema=schema, format="parquet", filesystem=self.fs).to_table().sort_by("date")
+
+    def read_underlying(self, symbol: str) -> pa.Table:
+        return self._read_dir(("underlyings", f"underlying={symbol}"), BAR_SCHEMA, f"underlying bars for {symbol!r}")
+
+    def read_index(self, name: str) -> pa.Table:
+        return self._read_dir(("indices", f"name={name}"), INDEX_SCHEMA, f"index {name!r}")
+
+    def read_quarantine(self) -> pa.Table:
+        files = [i.path for i in self._list("quarantine") if i.base_name.endswith(".parquet")]
+        if not files:
+            return QUARANTINE_SCHEMA.empty_table()
+        return pads.dataset(files, schema=QUARANTINE_SCHEMA, format="parquet", filesystem=self.fs).to_table()
