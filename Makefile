@@ -21,7 +21,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
-	$(PY) -m discovery bench --json
+	$(PY) -m discovery bench --out bench-results.json
 
 clean:
 	rm -rf $(VENV) runs mlruns .pytest_cache

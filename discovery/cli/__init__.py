@@ -15,11 +15,13 @@ from backtest.errors import UserError
 # name -> "module:attribute" of a click command or group
 SUBCOMMANDS: dict[str, str] = {
     "data": "discovery.cli.data:data",
+    "bench": "discovery.cli.bench:bench",
 }
 
 # one-line summaries shown by `osd --help` without importing the subcommand modules
 SUMMARIES: dict[str, str] = {
     "data": "Create, import, inspect and validate option-chain datasets.",
+    "bench": "Run the benchmark suites and report their figures.",
 }
 
 
