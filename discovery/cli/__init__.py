@@ -16,12 +16,16 @@ from backtest.errors import UserError
 SUBCOMMANDS: dict[str, str] = {
     "data": "discovery.cli.data:data",
     "bench": "discovery.cli.bench:bench",
+    "top": "discovery.cli.top:top",
+    "tracking": "discovery.cli.tracking:tracking",
 }
 
 # one-line summaries shown by `osd --help` without importing the subcommand modules
 SUMMARIES: dict[str, str] = {
     "data": "Create, import, inspect and validate option-chain datasets.",
     "bench": "Run the benchmark suites and report their figures.",
+    "top": "Show the best structures of a discovery run, read back from MLflow.",
+    "tracking": "MLflow tracking maintenance: send spooled results.",
 }
 
 

@@ -1,0 +1,56 @@
+"""``osd top``: the best structures of a discovery run, read back from MLflow."""
+from __future__ import annotations
+
+import json
+
+import click
+
+# genes worth a glance in the table, with their short labels; the full DNA is in --json
+KEY_GENES = (
+    ("front_dte_min", "dte>="), ("front_dte_max", "dte<="),
+    ("back_dte_min", "back>="), ("back_dte_max", "back<="),
+    ("long_strike_delta", "longΔ"), ("short_strike_delta", "shortΔ"),
+    ("spread_width_strikes", "width"),
+)
+# (column, child-run metric) shown in the table
+METRIC_COLUMNS = (
+    ("oos_sharpe", "oos.sharpe"), ("lockbox_sharpe", "lockbox.sharpe"),
+    ("dsr", "honesty.dsr"), ("pbo", "honesty.pbo"),
+)
+
+
+def _genes(dna: dict) -> str:
+    return " ".join(f"{label}{dna[key]:g}" if isinstance(dna[key], (int, float)) else f"{label}{dna[key]}"
+                    for key, label in KEY_GENES if key in dna)
+
+
+@click.command()
+@click.option("--experiment", required=True, help="MLflow experiment (the discovery config's name).")
+@click.option("-n", "n", default=10, show_default=True, help="How many structures to show.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print a JSON list of {rank, dna, metrics, verdict, run_id}; `osd backtest --dna @FILE` reads it.")
+@click.option("--tracking-uri", default=None,
+              help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the local store in this directory).")
+@click.option("--run", "parent_run_id", default=None,
+              help="Discovery (parent) run id; default: the experiment's latest finished discovery run.")
+def top(experiment: str, n: int, as_json: bool, tracking_uri: str | None, parent_run_id: str | None) -> None:
+    """Show the best structures a discovery run reported, ranked, with their honesty statistics."""
+    import pandas as pd
+
+    from discovery.leaderboard import top_structures
+
+    structures = top_structures(experiment, n=n, tracking_uri=tracking_uri, parent_run_id=parent_run_id)
+    if as_json:
+        click.echo(json.dumps([s.to_json() for s in structures], indent=2))
+        return
+    if not structures:
+        click.echo(f"the latest discovery run of {experiment!r} reported no structures")
+        return
+    table = pd.DataFrame([
+        {"rank": s.rank, "structure": s.dna.get("structure_type", "?"), "genes": _genes(s.dna),
+         **{column: s.metrics.get(metric) for column, metric in METRIC_COLUMNS},
+         "verdict": s.verdict}
+        for s in structures
+    ])
+    click.echo(f"experiment {experiment!r}, discovery run {structures[0].parent_run_id}")
+    click.echo(table.to_string(index=False, float_format=lambda x: f"{x:.3f}", na_rep="-"))

@@ -1,0 +1,286 @@
+"""A local journal of pending MLflow operations, replayed in order when the server answers.
+
+Every write the tracking sink makes goes through a :class:`Spool` first: the operation becomes
+one JSON file ``ops/<seq>.json`` (written under a temporary name, then renamed, so a crash never
+leaves half an operation) and its local files are staged under ``files/<seq>/``. :meth:`Spool.flush`
+sends the pending operations in sequence order and deletes each one once the server has it.
+When the server cannot be reached, flushing stops at the first such failure and the rest stays
+on disk, so a later flush (from the same process, or ``osd tracking flush --spool DIR`` from
+another) resumes exactly there.
+
+Replaying is idempotent, so an operation that reached the server but whose deletion did not
+happen (a crash in between) is harmless when sent again: metrics carry the timestamp taken when
+they were journaled (MLflow drops exact duplicates), params are re-logged with the same value,
+artifacts overwrite themselves, and a run is created under a unique ``osd.run_key`` tag that is
+looked up before creating it a second time.
+
+Operations (plain dicts, ``"op"`` names the kind; runs are named by a journal-local key because
+their MLflow ids are unknown until the server has created them):
+
+- ``create_run``: run, experiment, run_name, parent (run key or None), tags, start_time
+- ``log_batch``: run, metrics ``[[key, value, timestamp_ms, step], ...]``, params, tags
+- ``log_artifacts``: run, artifact_path (or None); the files are ``files/<seq>/``
+- ``end_run``: run, status, end_time
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import (
+    INTERNAL_ERROR,
+    TEMPORARILY_UNAVAILABLE,
+    ErrorCode,
+)
+from mlflow.tracking import MlflowClient
+from mlflow.utils.validation import (
+    MAX_ENTITIES_PER_BATCH,
+    MAX_METRICS_PER_BATCH,
+    MAX_PARAMS_TAGS_PER_BATCH,
+)
+
+from backtest.store import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+RUN_KEY_TAG = "osd.run_key"
+PARENT_RUN_TAG = "mlflow.parentRunId"
+SPOOL_FILE = "spool.json"  # tracking URI and experiment of this spool
+STATE_FILE = "runs.json"  # run key -> MLflow run id, experiment name -> id, as they become known
+
+# Where an MLflow server answers errors with these codes, or cannot be reached at all, the
+# operation is kept and retried later; any other error is a rejection of the operation itself.
+TRANSIENT_ERROR_CODES = {ErrorCode.Name(INTERNAL_ERROR), ErrorCode.Name(TEMPORARILY_UNAVAILABLE)}
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """True when ``exc`` means "the tracking server did not answer", not "it refused this"."""
+    if isinstance(exc, MlflowException):
+        return exc.error_code in TRANSIENT_ERROR_CODES
+    return isinstance(exc, OSError)  # requests' ConnectionError/Timeout are OSErrors
+
+
+@dataclass(frozen=True)
+class FlushResult:
+    sent: int  # operations the server acknowledged in this flush
+    pending: int  # operations still on disk
+    rejected: int  # operations the server refused (moved to rejected/, with the error)
+    error: str | None  # why flushing stopped early, when it did
+
+
+class Spool:
+    """The journal of one tracked run. Create it with :meth:`create`, reopen it with :meth:`open`."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        meta = json.loads((self.path / SPOOL_FILE).read_text())
+        self.tracking_uri: str = meta["tracking_uri"]
+        self.experiment: str = meta["experiment"]
+        self._state: dict[str, dict[str, str]] = (
+            json.loads((self.path / STATE_FILE).read_text())
+            if (self.path / STATE_FILE).exists()
+            else {"runs": {}, "experiments": {}}
+        )
+        existing = self.pending_seqs()
+        self._next_seq = existing[-1] + 1 if existing else 0
+
+    @classmethod
+    def create(cls, path: Path, tracking_uri: str, experiment: str) -> "Spool":
+        path = Path(path)
+        if path.exists() and any(path.iterdir()):
+            raise FileExistsError(f"spool directory {path} is not empty")
+        (path / "ops").mkdir(parents=True, exist_ok=True)
+        atomic_write_json({"tracking_uri": tracking_uri, "experiment": experiment}, path / SPOOL_FILE)
+        return cls(path)
+
+    @classmethod
+    def open(cls, path: Path) -> "Spool":
+        if not (Path(path) / SPOOL_FILE).exists():
+            raise FileNotFoundError(f"{path} is not a tracking spool (no {SPOOL_FILE})")
+        return cls(path)
+
+    # ------------------------------------------------------------------ writing
+
+    def run_id(self, run_key: str) -> str | None:
+        """The MLflow id of a journaled run, once the server has created it."""
+        return self._state["runs"].get(run_key)
+
+    def stage_dir(self) -> tuple[int, Path]:
+        """Reserve the next sequence number and an empty folder for its files."""
+        seq = self._next_seq
+        self._next_seq += 1
+        folder = self.path / "files" / f"{seq:08d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        return seq, folder
+
+    def append(self, op: dict[str, Any], seq: int | None = None) -> int:
+        """Journal ``op`` (atomically) and return its sequence number."""
+        if seq is None:
+            seq = self._next_seq
+            self._next_seq += 1
+        atomic_write_json(op, self.path / "ops" / f"{seq:08d}.json")
+        return seq
+
+    def pending_seqs(self) -> list[int]:
+        return sorted(int(p.stem) for p in (self.path / "ops").glob("*.json"))
+
+    # ------------------------------------------------------------------ replaying
+
+    def flush(self, client: MlflowClient) -> FlushResult:
+        """Send pending operations in order; stop at the first sign the server is unreachable."""
+        sent = rejected = 0
+        seqs = self.pending_seqs()
+        i = 0
+        while i < len(seqs):
+            group = self._batch_group(seqs, i)
+            exc = self._send(client, group)
+            if exc is not None and not is_unreachable(exc) and len(group) > 1:
+                # a merged batch was refused: send its first part alone to find the culprit
+                group = group[:1]
+                exc = self._send(client, group)
+            if exc is None:
+                self._ack(group)
+                sent += len(group)
+            elif is_unreachable(exc):
+                return FlushResult(sent, len(seqs) - i, rejected, _short(exc))
+            else:
+                # a refusal of the operation itself (a bug or a bad value): keep it for
+                # inspection, tell the user, and go on with the rest
+                self._reject(group[0], exc)
+                rejected += 1
+            i += len(group)
+        return FlushResult(sent, 0, rejected, None)
+
+    def _send(self, client: MlflowClient, group: list[int]) -> Exception | None:
+        try:
+            self._apply(client, group[0], [self._read(seq) for seq in group])
+        except Exception as exc:  # noqa: BLE001 - the caller classifies it
+            return exc
+        return None
+
+    def _read(self, seq: int) -> dict[str, Any]:
+        return json.loads((self.path / "ops" / f"{seq:08d}.json").read_text())
+
+    def _batch_group(self, seqs: list[int], start: int) -> list[int]:
+        """Consecutive ``log_batch`` operations on one run that fit together in one REST call."""
+        first = self._read(seqs[start])
+        if first["op"] != "log_batch":
+            return [seqs[start]]
+        group, metrics, params, tags = [seqs[start]], *_batch_sizes(first)
+        for seq in seqs[start + 1:]:
+            op = self._read(seq)
+            if op["op"] != "log_batch" or op["run"] != first["run"]:
+                break
+            m, p, t = _batch_sizes(op)
+            if (metrics + m > MAX_METRICS_PER_BATCH or params + p > MAX_PARAMS_TAGS_PER_BATCH
+                    or tags + t > MAX_PARAMS_TAGS_PER_BATCH
+                    or metrics + m + params + p + tags + t > MAX_ENTITIES_PER_BATCH):
+                break
+            group.append(seq)
+            metrics, params, tags = metrics + m, params + p, tags + t
+        return group
+
+    def _apply(self, client: MlflowClient, seq: int, ops: list[dict[str, Any]]) -> None:
+        op = ops[0]
+        kind = op["op"]
+        if kind == "create_run":
+            self._create_run(client, op)
+        elif kind == "log_batch":
+            run_id = self._require_run(op["run"])
+            client.log_batch(
+                run_id,
+                metrics=[Metric(k, float(v), int(ts), int(step))
+                         for o in ops for k, v, ts, step in o["metrics"]],
+                params=[Param(k, v) for o in ops for k, v in o["params"].items()],
+                tags=[RunTag(k, v) for o in ops for k, v in o["tags"].items()],
+                synchronous=True,
+            )
+        elif kind == "log_artifacts":
+            client.log_artifacts(self._require_run(op["run"]), str(self.path / "files" / f"{seq:08d}"),
+                                 op["artifact_path"])
+        elif kind == "end_run":
+            client.set_terminated(self._require_run(op["run"]), op["status"], int(op["end_time"]))
+        else:
+            raise ValueError(f"unknown spool operation {kind!r} in {self.path}")
+
+    def _experiment_id(self, client: MlflowClient, name: str) -> str:
+        known = self._state["experiments"].get(name)
+        if known:
+            return known
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            try:
+                experiment_id = client.create_experiment(name)
+            except MlflowException as exc:
+                if exc.error_code != "RESOURCE_ALREADY_EXISTS":  # another driver created it meanwhile
+                    raise
+                experiment_id = client.get_experiment_by_name(name).experiment_id
+        else:
+            experiment_id = experiment.experiment_id
+        self._state["experiments"][name] = experiment_id
+        self._save_state()
+        return experiment_id
+
+    def _create_run(self, client: MlflowClient, op: dict[str, Any]) -> None:
+        if op["run"] in self._state["runs"]:
+            return
+        experiment_id = self._experiment_id(client, op["experiment"])
+        # a replay after a crash between "created" and "recorded": reuse that run
+        found = client.search_runs([experiment_id], f"tags.`{RUN_KEY_TAG}` = '{op['run']}'", max_results=1)
+        if found:
+            run_id = found[0].info.run_id
+        else:
+            tags = {**op["tags"], RUN_KEY_TAG: op["run"]}
+            if op["parent"]:
+                tags[PARENT_RUN_TAG] = self._require_run(op["parent"])
+            run_id = client.create_run(experiment_id, start_time=int(op["start_time"]), tags=tags,
+                                       run_name=op["run_name"]).info.run_id
+        self._state["runs"][op["run"]] = run_id
+        self._save_state()
+
+    def _require_run(self, run_key: str) -> str:
+        run_id = self._state["runs"].get(run_key)
+        if run_id is None:  # only possible if its create_run was rejected
+            raise ValueError(f"run {run_key!r} was never created on the server")
+        return run_id
+
+    def _save_state(self) -> None:
+        atomic_write_json(self._state, self.path / STATE_FILE)
+
+    def _ack(self, seqs: list[int]) -> None:
+        for seq in seqs:
+            shutil.rmtree(self.path / "files" / f"{seq:08d}", ignore_errors=True)
+            (self.path / "ops" / f"{seq:08d}.json").unlink()
+
+    def _reject(self, seq: int, exc: BaseException) -> None:
+        rejected = self.path / "rejected"
+        rejected.mkdir(exist_ok=True)
+        op = self._read(seq)
+        op["error"] = str(exc)
+        atomic_write_json(op, rejected / f"{seq:08d}.json")
+        (self.path / "ops" / f"{seq:08d}.json").unlink()
+        log.warning("MLflow rejected spooled operation %s (%s): %s; kept in %s",
+                    seq, op["op"], _short(exc), rejected)
+
+    def remove_if_done(self) -> bool:
+        """Delete the spool folder when nothing is pending or rejected; True if deleted."""
+        if self.pending_seqs() or (self.path / "rejected").exists():
+            return False
+        shutil.rmtree(self.path)
+        return True
+
+
+def _batch_sizes(op: dict[str, Any]) -> tuple[int, int, int]:
+    return len(op["metrics"]), len(op["params"]), len(op["tags"])
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."

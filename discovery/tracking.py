@@ -1,0 +1,392 @@
+"""Results sinks: where a discovery run sends its progress and findings (MLflow by default).
+
+The search talks to a :class:`ResultsSink` with plain data only, on the driver:
+
+    sink = MlflowSink(experiment=config["name"])          # or NullSink() for --no-tracking
+    sink.start(resolved_config)                           # once, before generation 0
+    for gen in ...:
+        sink.log_generation(gen, {"best_fitness": ..., "mean_fitness": ..., "evaluations": ...,
+                                  "evals_per_s": ..., "diversity": ...})
+    sink.finish(report, evaluations, structures)          # once, after the lockbox
+    # or, when the search dies: sink.fail("why")
+
+``report`` is the ``discovered_structures.json`` dict, ``evaluations`` a DataFrame with one row
+per distinct genome evaluated (genes and fold metrics as plain columns), and ``structures`` one
+:class:`StructureRecord` per reported structure.
+
+MLflow layout (DESIGN §7). Experiment ``experiment`` (created once). One parent run (tag
+``osd.kind=discovery``): params = the resolved config flattened to dotted keys (values longer than
+MLflow's limit are cut, the full config is the artifact ``config.yaml``); metrics = the generation
+metrics with ``step = generation``; artifacts ``config.yaml``, ``discovered_structures.json``,
+``evaluations.parquet``, ``plots/fitness.png`` and ``plots/rank<NN>_{equity,payoff}.png``. One
+child run per structure (tag ``osd.kind=structure``, ``mlflow.parentRunId``): params = the genes
+(DNA keys) and ``eval.<key>`` for the evaluation settings; metrics ``rank``, ``is.<k>``,
+``oos.<k>``, ``lockbox.<k>``, ``honesty.<k>`` (non-numeric honesty values become tags); tags
+``osd.dna`` (the DNA as JSON, what ``osd top --json`` returns) and ``osd.verdict``; artifacts
+``dna.json``, ``trade_log.parquet``, ``equity_curve.parquet``, ``equity.png``, ``payoff.png``.
+
+Where it goes. ``tracking_uri`` if given, else ``MLFLOW_TRACKING_URI``, else MLflow's own local
+default in the working directory: ``sqlite:///mlflow.db`` (artifacts under ``./mlruns``), or the
+``./mlruns`` file store where one already holds data. ``osd top`` resolves the URI the same way,
+so with no configuration it reads what the last run in the same directory wrote.
+
+Resilience. Writes are journaled to a spool folder first (:mod:`discovery.spool`) and sent in
+batches: per-generation metrics go out at most once per ``flush_interval_s`` (consecutive batches
+are merged into one ``log_batch`` call), so a remote server's ~50 ms per call stays off the
+search's critical path. If the server does not answer, the operations stay in the spool and are
+retried every ``retry_interval_s``; the search is never interrupted. ``finish`` keeps trying for
+``finish_timeout_s`` and then leaves the spool with a message naming ``osd tracking flush --spool
+DIR``. MLflow's HTTP retries are cut (see :func:`configure_http_timeouts`) so an unreachable
+server costs seconds, not minutes.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Protocol, Sequence
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from discovery.plots import PayoffLeg, equity_plot, fitness_plot, payoff_plot
+from discovery.spool import FlushResult, Spool
+
+__all__ = [
+    "ResultsSink", "NullSink", "MlflowSink", "StructureRecord", "PayoffLeg",
+    "resolve_tracking_uri", "configure_http_timeouts", "DEFAULT_SPOOL_DIR",
+]
+
+DEFAULT_SPOOL_DIR = Path("mlflow-spool")
+KIND_TAG = "osd.kind"
+DNA_TAG = "osd.dna"
+VERDICT_TAG = "osd.verdict"
+EXPERIMENT_TAG = "osd.experiment"
+# metric prefixes of a structure's child run, by StructureRecord field
+METRIC_PREFIXES = {"in_sample": "is", "out_of_sample": "oos", "lockbox": "lockbox", "honesty": "honesty"}
+
+# MLflow retries an unanswered call 7 times with exponential backoff (minutes) and waits 120 s
+# for an answer; the spool retries on its own, so one short attempt is enough.
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+}
+
+
+def configure_http_timeouts() -> None:
+    """Make an unreachable tracking server fail fast, unless the user set these variables."""
+    for name, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+
+
+def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
+    """The explicit URI, else ``MLFLOW_TRACKING_URI``, else MLflow's local default (absolute)."""
+    import mlflow
+
+    return tracking_uri or mlflow.get_tracking_uri()
+
+
+@dataclass(frozen=True)
+class StructureRecord:
+    """Everything reported about one discovered (or rejected) structure.
+
+    - ``dna``: ``StructureDNA.to_dict()``; logged as params (one per gene) and verbatim as JSON
+      (``osd top --json`` hands it back, ``StructureDNA.from_dict`` must accept it).
+    - ``params``: the evaluation settings (fill model, commission, spans...), ``eval.<key>`` params.
+    - ``in_sample``, ``out_of_sample``, ``lockbox``: backtest metric dicts (numbers) on the
+      training folds, the walk-forward test folds and the lockbox span. ``osd top`` shows
+      ``sharpe`` from the last two.
+    - ``honesty``: deflated Sharpe ratio (key ``dsr``), PBO (``pbo``), IS/OOS decay...; numbers
+      become metrics, other values tags.
+    - ``verdict``: one line, e.g. ``"discovered"`` or ``"rejected: DSR 0.41 < 0.95"``.
+    - ``equity_curve``: the lockbox backtest's daily frame with ``date`` and ``equity`` columns.
+    - ``trade_log``: its trade log frame.
+    - ``legs`` and ``spot``: the structure as entered on a representative day, for the payoff
+      diagram; ``multiplier`` is the contract multiplier.
+    """
+
+    rank: int
+    dna: Mapping[str, Any]
+    params: Mapping[str, Any]
+    in_sample: Mapping[str, float]
+    out_of_sample: Mapping[str, float]
+    lockbox: Mapping[str, float]
+    honesty: Mapping[str, Any]
+    verdict: str
+    equity_curve: pd.DataFrame
+    trade_log: pd.DataFrame
+    legs: Sequence[PayoffLeg]
+    spot: float
+    multiplier: float = 100.0
+
+
+class ResultsSink(Protocol):
+    """What the search calls; every method is safe to call from the driver only."""
+
+    def start(self, config: Mapping[str, Any]) -> None:
+        """Open the run with the resolved configuration (called once, first)."""
+
+    def log_generation(self, gen: int, metrics: Mapping[str, float]) -> None:
+        """Record one generation's metrics (best/mean fitness, evaluations, evals/s, diversity)."""
+
+    def finish(self, report: Mapping[str, Any], evaluations: pd.DataFrame,
+               structures: Sequence[StructureRecord]) -> None:
+        """Record the results and close the run (called once, last)."""
+
+    def fail(self, reason: str) -> None:
+        """Close the run as failed (instead of ``finish``)."""
+
+
+class NullSink:
+    """Records nothing (``--no-tracking``)."""
+
+    def start(self, config: Mapping[str, Any]) -> None:
+        pass
+
+    def log_generation(self, gen: int, metrics: Mapping[str, float]) -> None:
+        pass
+
+    def finish(self, report: Mapping[str, Any], evaluations: pd.DataFrame,
+               structures: Sequence[StructureRecord]) -> None:
+        pass
+
+    def fail(self, reason: str) -> None:
+        pass
+
+
+@dataclass
+class MlflowSink:
+    """Streams a discovery run into MLflow through a local spool (see the module docstring).
+
+    ``spool_dir`` is the parent folder; this run's journal is ``spool_dir/<run key>`` and is
+    deleted once everything has reached the server.
+    """
+
+    experiment: str
+    tracking_uri: str | None = None
+    spool_dir: Path = DEFAULT_SPOOL_DIR
+    flush_interval_s: float = 2.0
+    retry_interval_s: float = 5.0
+    finish_timeout_s: float = 15.0
+    run_name: str | None = None
+    _history: list[tuple[int, dict[str, float]]] = field(default_factory=list, init=False, repr=False)
+    _spool: Spool | None = field(default=None, init=False, repr=False)
+    _client: Any = field(default=None, init=False, repr=False)
+    _next_flush: float = field(default=0.0, init=False, repr=False)
+    last_flush: FlushResult | None = field(default=None, init=False)
+
+    PARENT = "parent"
+
+    def __post_init__(self) -> None:
+        from mlflow.tracking import MlflowClient
+
+        if not self.experiment:
+            raise ValueError("MlflowSink needs an experiment name")
+        configure_http_timeouts()
+        self.tracking_uri = resolve_tracking_uri(self.tracking_uri)
+        self._client = MlflowClient(self.tracking_uri)
+
+    # ------------------------------------------------------------------ the sink API
+
+    def start(self, config: Mapping[str, Any]) -> None:
+        if self._spool is not None:
+            raise RuntimeError("MlflowSink.start called twice")
+        run_key = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        self._spool = Spool.create(Path(self.spool_dir) / run_key, self.tracking_uri, self.experiment)
+        self._create_run(self.PARENT, self.run_name or self.experiment, None,
+                         {KIND_TAG: "discovery", EXPERIMENT_TAG: self.experiment})
+        self._log_params(self.PARENT, flatten_params(config))
+        seq, folder = self._spool.stage_dir()
+        (folder / "config.yaml").write_text(yaml.safe_dump(_plain(config), sort_keys=False))
+        self._spool.append({"op": "log_artifacts", "run": self.PARENT, "artifact_path": None}, seq)
+        self._flush(force=True)
+
+    def log_generation(self, gen: int, metrics: Mapping[str, float]) -> None:
+        spool = self._started()
+        clean = {key: float(value) for key, value in metrics.items()}
+        self._history.append((int(gen), clean))
+        now = _now_ms()
+        for chunk in _chunks([[k, v, now, int(gen)] for k, v in clean.items()], 1000):
+            spool.append({"op": "log_batch", "run": self.PARENT, "metrics": chunk, "params": {}, "tags": {}})
+        self._flush()
+
+    def finish(self, report: Mapping[str, Any], evaluations: pd.DataFrame,
+               structures: Sequence[StructureRecord]) -> None:
+        spool = self._started()
+        seq, parent_files = spool.stage_dir()
+        (parent_files / "discovered_structures.json").write_text(
+            json.dumps(_plain(report), indent=2) + "\n")
+        evaluations.to_parquet(parent_files / "evaluations.parquet", index=False)
+        plots = parent_files / "plots"
+        plots.mkdir()
+        fitness_plot(self._history, plots / "fitness.png", f"{self.experiment}: fitness by generation")
+        for record in sorted(structures, key=lambda r: r.rank):
+            child_plots = self._log_structure(record)
+            for name in ("equity.png", "payoff.png"):
+                shutil.copy(child_plots / name, plots / f"rank{record.rank:02d}_{name}")
+        spool.append({"op": "log_artifacts", "run": self.PARENT, "artifact_path": None}, seq)
+        self._end_run(self.PARENT, "FINISHED")
+        self._drain()
+
+    def fail(self, reason: str) -> None:
+        self._started()
+        self._log_tags(self.PARENT, {"osd.failure": reason[:7900]})
+        self._end_run(self.PARENT, "FAILED")
+        self._drain()
+
+    # ------------------------------------------------------------------ results
+
+    @property
+    def parent_run_id(self) -> str | None:
+        """The parent run's MLflow id, once the server has created it."""
+        return self._spool.run_id(self.PARENT) if self._spool else None
+
+    @property
+    def spool_path(self) -> Path | None:
+        return self._spool.path if self._spool else None
+
+    # ------------------------------------------------------------------ internals
+
+    def _started(self) -> Spool:
+        if self._spool is None:
+            raise RuntimeError("MlflowSink.start must be called first")
+        return self._spool
+
+    def _create_run(self, run_key: str, run_name: str, parent: str | None, tags: dict[str, str]) -> None:
+        self._started().append({"op": "create_run", "run": run_key, "experiment": self.experiment,
+                                "run_name": run_name, "parent": parent, "tags": tags,
+                                "start_time": _now_ms()})
+
+    def _log_params(self, run_key: str, params: Mapping[str, str]) -> None:
+        for chunk in _chunks(list(params.items()), 100):
+            self._started().append({"op": "log_batch", "run": run_key, "metrics": [],
+                                    "params": dict(chunk), "tags": {}})
+
+    def _log_metrics(self, run_key: str, metrics: Mapping[str, float]) -> None:
+        now = _now_ms()
+        for chunk in _chunks([[k, float(v), now, 0] for k, v in metrics.items()], 1000):
+            self._started().append({"op": "log_batch", "run": run_key, "metrics": chunk,
+                                    "params": {}, "tags": {}})
+
+    def _log_tags(self, run_key: str, tags: Mapping[str, str]) -> None:
+        for chunk in _chunks(list(tags.items()), 100):
+            self._started().append({"op": "log_batch", "run": run_key, "metrics": [],
+                                    "params": {}, "tags": dict(chunk)})
+
+    def _end_run(self, run_key: str, status: str) -> None:
+        self._started().append({"op": "end_run", "run": run_key, "status": status, "end_time": _now_ms()})
+
+    def _log_structure(self, record: StructureRecord) -> Path:
+        """Journal one child run; return the folder holding its plots."""
+        spool = self._started()
+        run_key = f"structure-{record.rank:02d}"
+        structure_type = str(record.dna.get("structure_type", "structure"))
+        dna_json = json.dumps(_plain(record.dna), sort_keys=True)
+        self._create_run(run_key, f"rank{record.rank:02d}-{structure_type}", self.PARENT,
+                         {KIND_TAG: "structure", DNA_TAG: dna_json, VERDICT_TAG: record.verdict[:7900]})
+        self._log_params(run_key, {**flatten_params(record.dna),
+                                   **flatten_params(record.params, prefix="eval.")})
+        metrics: dict[str, float] = {"rank": float(record.rank)}
+        text_tags: dict[str, str] = {}
+        for name, prefix in METRIC_PREFIXES.items():
+            for key, value in getattr(record, name).items():
+                if _is_number(value):
+                    metrics[f"{prefix}.{key}"] = float(value)
+                else:
+                    text_tags[f"{prefix}.{key}"] = str(value)[:7900]
+        self._log_metrics(run_key, metrics)
+        if text_tags:
+            self._log_tags(run_key, text_tags)
+        seq, folder = spool.stage_dir()
+        (folder / "dna.json").write_text(dna_json + "\n")
+        record.trade_log.to_parquet(folder / "trade_log.parquet", index=False)
+        record.equity_curve.to_parquet(folder / "equity_curve.parquet", index=False)
+        title = f"#{record.rank} {structure_type}"
+        equity_plot(record.equity_curve, folder / "equity.png", f"{title}: lockbox equity and drawdown")
+        payoff_plot(record.legs, record.spot, folder / "payoff.png", f"{title}: P&L at expiry",
+                    record.multiplier)
+        spool.append({"op": "log_artifacts", "run": run_key, "artifact_path": None}, seq)
+        self._end_run(run_key, "FINISHED")
+        return folder
+
+    def _flush(self, force: bool = False) -> FlushResult | None:
+        now = time.monotonic()
+        if not force and now < self._next_flush:
+            return None
+        result = self._started().flush(self._client)
+        self.last_flush = result
+        self._next_flush = now + (self.retry_interval_s if result.pending else self.flush_interval_s)
+        return result
+
+    def _drain(self) -> None:
+        """Flush everything, retrying for up to ``finish_timeout_s``; report what is left."""
+        deadline = time.monotonic() + self.finish_timeout_s
+        result = self._flush(force=True)
+        while result.pending and time.monotonic() < deadline:
+            time.sleep(min(self.retry_interval_s, max(0.0, deadline - time.monotonic())))
+            result = self._flush(force=True)
+        spool = self._started()
+        if result.pending:
+            print(f"MLflow at {self.tracking_uri} is unreachable ({result.error}); {result.pending} "
+                  f"operations are kept in {spool.path}. Send them later with: "
+                  f"osd tracking flush --spool {spool.path}", file=sys.stderr)
+        elif result.rejected or (spool.path / "rejected").exists():
+            print(f"MLflow rejected some operations; they are kept in {spool.path / 'rejected'}",
+                  file=sys.stderr)
+        else:
+            spool.remove_if_done()
+
+
+# ---------------------------------------------------------------------- helpers
+
+MAX_PARAM_VALUE = 6000  # mlflow.utils.validation.MAX_PARAM_VAL_LENGTH
+MAX_KEY = 250  # mlflow.utils.validation.MAX_ENTITY_KEY_LENGTH
+
+
+def flatten_params(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested mappings become dotted keys; lists and scalars their JSON text. Values longer than
+    MLflow's limit are cut with a marker (the full value is in the ``config.yaml`` artifact)."""
+    flat: dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten_params(value, prefix=f"{name}."))
+            continue
+        text = value if isinstance(value, str) else json.dumps(_plain(value))
+        if len(text) > MAX_PARAM_VALUE:
+            text = text[:MAX_PARAM_VALUE - 20] + "...[see config.yaml]"
+        if len(name) > MAX_KEY:
+            raise ValueError(f"parameter name longer than {MAX_KEY} characters: {name[:60]}...")
+        flat[name] = text
+    return flat
+
+
+def _plain(value: Any) -> Any:
+    """JSON/YAML-safe copy: numpy scalars and arrays, tuples, sets, paths and dates to plain types."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset, np.ndarray)):
+        return [_plain(v) for v in (sorted(value) if isinstance(value, (set, frozenset)) else value)]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
