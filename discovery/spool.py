@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 RUN_KEY_TAG = "osd.run_key"
 PARENT_RUN_TAG = "mlflow.parentRunId"
 SPOOL_FILE = "spool.json"  # tracking URI and experiment of this spool
-STATE_FILE = "runs.json"  # run key -> MLflow run id, experiment name -> id, as they become known
+STATE_FILE = "runs.json"  # run key -> MLflow run id, experiment name -> id, runs whose creation was tried
 
 # Where an MLflow server answers errors with these codes, or cannot be reached at all, the
 # operation is kept and retried later; any other error is a rejection of the operation itself.
@@ -86,7 +86,7 @@ class Spool:
         self._state: dict[str, dict[str, str]] = (
             json.loads((self.path / STATE_FILE).read_text())
             if (self.path / STATE_FILE).exists()
-            else {"runs": {}, "experiments": {}}
+            else {"runs": {}, "experiments": {}, "attempted": []}
         )
         existing = self.pending_seqs()
         self._next_seq = existing[-1] + 1 if existing else 0
@@ -232,8 +232,14 @@ class Spool:
         if op["run"] in self._state["runs"]:
             return
         experiment_id = self._experiment_id(client, op["experiment"])
-        # a replay after a crash between "created" and "recorded": reuse that run
-        found = client.search_runs([experiment_id], f"tags.`{RUN_KEY_TAG}` = '{op['run']}'", max_results=1)
+        # a retry after an attempt whose answer never came back (a crash, a timeout) may find
+        # the run already created: reuse it. A first attempt skips the lookup's round trip.
+        found = None
+        if op["run"] in self._state["attempted"]:
+            found = client.search_runs([experiment_id], f"tags.`{RUN_KEY_TAG}` = '{op['run']}'", max_results=1)
+        else:
+            self._state["attempted"].append(op["run"])
+            self._save_state()
         if found:
             run_id = found[0].info.run_id
         else:
