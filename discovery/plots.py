@@ -11,9 +11,15 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 DPI = 100
+
+
+def _figure(width: float, height: float):
+    # imported here so that a search that never plots (NullSink) never pays for matplotlib
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=DPI)
 
 
 @dataclass(frozen=True)
@@ -47,7 +53,7 @@ def drawdown(equity: pd.Series) -> pd.Series:
 
 def fitness_plot(history: Sequence[tuple[int, Mapping[str, float]]], path: Path, title: str) -> Path:
     """Every ``*fitness*`` metric against the generation number."""
-    fig = Figure(figsize=(7, 4), dpi=DPI)
+    fig = _figure(7, 4)
     ax = fig.subplots()
     generations = [gen for gen, _ in history]
     keys = sorted({key for _, metrics in history for key in metrics if "fitness" in key})
@@ -67,7 +73,7 @@ def equity_plot(equity: pd.DataFrame, path: Path, title: str) -> Path:
     """Equity curve over its drawdown, from a frame with ``date`` and ``equity`` columns."""
     dates = pd.to_datetime(equity["date"])
     values = equity["equity"].astype(float)
-    fig = Figure(figsize=(8, 5), dpi=DPI)
+    fig = _figure(8, 5)
     top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     top.plot(dates, values, color="tab:blue")
     top.set_ylabel("equity")
@@ -89,7 +95,7 @@ def payoff_plot(legs: Sequence[PayoffLeg], spot: float, path: Path, title: str,
     high = max([spot * 1.3, *strikes]) * 1.05
     prices = np.linspace(low, high, 400)
     pnl = payoff_at_expiry(legs, prices, multiplier)
-    fig = Figure(figsize=(7, 4), dpi=DPI)
+    fig = _figure(7, 4)
     ax = fig.subplots()
     ax.plot(prices, pnl, color="black")
     ax.fill_between(prices, pnl, 0.0, where=pnl >= 0, interpolate=True, color="tab:green", alpha=0.3)

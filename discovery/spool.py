@@ -24,29 +24,18 @@ their MLflow ids are unknown until the server has created them):
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from mlflow.entities import Metric, Param, RunTag
-from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import (
-    INTERNAL_ERROR,
-    TEMPORARILY_UNAVAILABLE,
-    ErrorCode,
-)
-from mlflow.tracking import MlflowClient
-from mlflow.utils.validation import (
-    MAX_ENTITIES_PER_BATCH,
-    MAX_METRICS_PER_BATCH,
-    MAX_PARAMS_TAGS_PER_BATCH,
-)
+from typing import TYPE_CHECKING, Any
 
 from backtest.store import atomic_write_json
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +46,19 @@ STATE_FILE = "runs.json"  # run key -> MLflow run id, experiment name -> id, run
 
 # Where an MLflow server answers errors with these codes, or cannot be reached at all, the
 # operation is kept and retried later; any other error is a rejection of the operation itself.
-TRANSIENT_ERROR_CODES = {ErrorCode.Name(INTERNAL_ERROR), ErrorCode.Name(TEMPORARILY_UNAVAILABLE)}
+TRANSIENT_ERROR_CODES = {"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE"}
+# MLflow's per-call limits of log_batch (mlflow.utils.validation); kept here so that importing
+# this module (the search's driver does) does not import MLflow
+MAX_METRICS_PER_BATCH = 1000
+MAX_PARAMS_TAGS_PER_BATCH = 100
+MAX_ENTITIES_PER_BATCH = 1000
 
 
 def is_unreachable(exc: BaseException) -> bool:
     """True when ``exc`` means "the tracking server did not answer", not "it refused this"."""
-    if isinstance(exc, MlflowException):
-        return exc.error_code in TRANSIENT_ERROR_CODES
-    return isinstance(exc, OSError)  # requests' ConnectionError/Timeout are OSErrors
+    if isinstance(exc, OSError):  # requests' ConnectionError/Timeout are OSErrors
+        return True
+    return getattr(exc, "error_code", None) in TRANSIENT_ERROR_CODES  # an MlflowException
 
 
 @dataclass(frozen=True)
@@ -81,7 +75,7 @@ class Spool:
     def __init__(self, path: Path):
         self.path = Path(path)
         meta = json.loads((self.path / SPOOL_FILE).read_text())
-        self.tracking_uri: str = meta["tracking_uri"]
+        self.tracking_uri: str | None = meta["tracking_uri"]  # None: not resolved before a crash
         self.experiment: str = meta["experiment"]
         self._state: dict[str, dict[str, str]] = (
             json.loads((self.path / STATE_FILE).read_text())
@@ -92,7 +86,8 @@ class Spool:
         self._next_seq = existing[-1] + 1 if existing else 0
 
     @classmethod
-    def create(cls, path: Path, tracking_uri: str, experiment: str) -> "Spool":
+    def create(cls, path: Path, tracking_uri: str | None, experiment: str) -> "Spool":
+        """A new journal; ``tracking_uri`` may follow later (:meth:`set_tracking_uri`)."""
         path = Path(path)
         if path.exists() and any(path.iterdir()):
             raise FileExistsError(f"spool directory {path} is not empty")
@@ -105,6 +100,10 @@ class Spool:
         if not (Path(path) / SPOOL_FILE).exists():
             raise FileNotFoundError(f"{path} is not a tracking spool (no {SPOOL_FILE})")
         return cls(path)
+
+    def set_tracking_uri(self, tracking_uri: str) -> None:
+        self.tracking_uri = tracking_uri
+        atomic_write_json({"tracking_uri": tracking_uri, "experiment": self.experiment}, self.path / SPOOL_FILE)
 
     # ------------------------------------------------------------------ writing
 
@@ -188,6 +187,8 @@ class Spool:
         return group
 
     def _apply(self, client: MlflowClient, seq: int, ops: list[dict[str, Any]]) -> None:
+        from mlflow.entities import Metric, Param, RunTag
+
         op = ops[0]
         kind = op["op"]
         if kind == "create_run":
@@ -218,8 +219,8 @@ class Spool:
         if experiment is None:
             try:
                 experiment_id = client.create_experiment(name)
-            except MlflowException as exc:
-                if exc.error_code != "RESOURCE_ALREADY_EXISTS":  # another driver created it meanwhile
+            except Exception as exc:
+                if getattr(exc, "error_code", None) != "RESOURCE_ALREADY_EXISTS":  # another driver created it meanwhile
                     raise
                 experiment_id = client.get_experiment_by_name(name).experiment_id
         else:
@@ -276,10 +277,13 @@ class Spool:
                     seq, op["op"], _short(exc), rejected)
 
     def remove_if_done(self) -> bool:
-        """Delete the spool folder when nothing is pending or rejected; True if deleted."""
+        """Delete the spool folder (and its parent, if that is left empty) when nothing is
+        pending or rejected; True if deleted."""
         if self.pending_seqs() or (self.path / "rejected").exists():
             return False
         shutil.rmtree(self.path)
+        with contextlib.suppress(OSError):  # not empty: other runs' spools
+            self.path.parent.rmdir()
         return True
 
 

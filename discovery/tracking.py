@@ -45,6 +45,7 @@ import json
 import os
 import shutil
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -55,7 +56,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from discovery.plots import PayoffLeg, equity_plot, fitness_plot, payoff_plot
+from discovery.plots import PayoffLeg
 from discovery.spool import FlushResult, Spool
 
 __all__ = [
@@ -164,8 +165,12 @@ class NullSink:
 class MlflowSink:
     """Streams a discovery run into MLflow through a local spool (see the module docstring).
 
-    ``spool_dir`` is the parent folder; this run's journal is ``spool_dir/<run key>`` and is
-    deleted once everything has reached the server.
+    The calls journal their operations and return; one background thread (started by
+    ``start``) imports MLflow, sends the journal and retries while the server is away, so
+    neither MLflow's import and store set-up nor a remote server's latency is spent on the
+    search's time. ``finish``/``fail`` wait for it (at most ``finish_timeout_s`` once the server
+    stops answering). ``spool_dir`` is the parent folder; this run's journal is
+    ``spool_dir/<run key>`` and is deleted once everything has reached the server.
     """
 
     experiment: str
@@ -175,22 +180,19 @@ class MlflowSink:
     retry_interval_s: float = 5.0
     finish_timeout_s: float = 15.0
     run_name: str | None = None
+    last_flush: FlushResult | None = field(default=None, init=False)
     _history: list[tuple[int, dict[str, float]]] = field(default_factory=list, init=False, repr=False)
     _spool: Spool | None = field(default=None, init=False, repr=False)
-    _client: Any = field(default=None, init=False, repr=False)
-    _next_flush: float = field(default=0.0, init=False, repr=False)
-    last_flush: FlushResult | None = field(default=None, init=False)
+    _writer: threading.Thread | None = field(default=None, init=False, repr=False)
+    _wake: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
+    _closing: float | None = field(default=None, init=False, repr=False)  # drain deadline
+    _writer_error: BaseException | None = field(default=None, init=False, repr=False)
 
     PARENT = "parent"
 
     def __post_init__(self) -> None:
-        from mlflow.tracking import MlflowClient
-
         if not self.experiment:
             raise ValueError("MlflowSink needs an experiment name")
-        configure_http_timeouts()
-        self.tracking_uri = resolve_tracking_uri(self.tracking_uri)
-        self._client = MlflowClient(self.tracking_uri)
 
     # ------------------------------------------------------------------ the sink API
 
@@ -205,7 +207,8 @@ class MlflowSink:
         seq, folder = self._spool.stage_dir()
         (folder / "config.yaml").write_text(yaml.safe_dump(_plain(config), sort_keys=False))
         self._spool.append({"op": "log_artifacts", "run": self.PARENT, "artifact_path": None}, seq)
-        self._flush(force=True)
+        self._writer = threading.Thread(target=self._write_loop, name="mlflow-sink", daemon=True)
+        self._writer.start()
 
     def log_generation(self, gen: int, metrics: Mapping[str, float]) -> None:
         spool = self._started()
@@ -214,10 +217,11 @@ class MlflowSink:
         now = _now_ms()
         for chunk in _chunks([[k, v, now, int(gen)] for k, v in clean.items()], 1000):
             spool.append({"op": "log_batch", "run": self.PARENT, "metrics": chunk, "params": {}, "tags": {}})
-        self._flush()
 
     def finish(self, report: Mapping[str, Any], evaluations: pd.DataFrame,
                structures: Sequence[StructureRecord]) -> None:
+        from discovery.plots import fitness_plot
+
         spool = self._started()
         seq, parent_files = spool.stage_dir()
         (parent_files / "discovered_structures.json").write_text(
@@ -251,11 +255,13 @@ class MlflowSink:
     def spool_path(self) -> Path | None:
         return self._spool.path if self._spool else None
 
-    # ------------------------------------------------------------------ internals
+    # ------------------------------------------------------------------ journaling
 
     def _started(self) -> Spool:
         if self._spool is None:
             raise RuntimeError("MlflowSink.start must be called first")
+        if self._closing is not None:
+            raise RuntimeError("MlflowSink is already finished")
         return self._spool
 
     def _create_run(self, run_key: str, run_name: str, parent: str | None, tags: dict[str, str]) -> None:
@@ -284,6 +290,8 @@ class MlflowSink:
 
     def _log_structure(self, record: StructureRecord) -> Path:
         """Journal one child run; return the folder holding its plots."""
+        from discovery.plots import equity_plot, payoff_plot
+
         spool = self._started()
         run_key = f"structure-{record.rank:02d}"
         structure_type = str(record.dna.get("structure_type", "structure"))
@@ -315,28 +323,49 @@ class MlflowSink:
         self._end_run(run_key, "FINISHED")
         return folder
 
-    def _flush(self, force: bool = False) -> FlushResult | None:
-        now = time.monotonic()
-        if not force and now < self._next_flush:
-            return None
-        result = self._started().flush(self._client)
-        self.last_flush = result
-        self._next_flush = now + (self.retry_interval_s if result.pending else self.flush_interval_s)
-        return result
+    # ------------------------------------------------------------------ sending (writer thread)
+
+    def _write_loop(self) -> None:
+        """Send the journal every ``flush_interval_s`` (``retry_interval_s`` while the server is
+        away) until closing and either everything is sent or the drain deadline has passed."""
+        try:
+            from mlflow.tracking import MlflowClient
+
+            configure_http_timeouts()
+            uri = resolve_tracking_uri(self.tracking_uri)
+            self._spool.set_tracking_uri(uri)
+            self.tracking_uri = uri
+            client = MlflowClient(uri)
+            while True:
+                closing = self._closing  # once set, every operation is journaled: this flush sees all
+                result = self.last_flush = self._spool.flush(client)
+                if closing is not None and (not result.pending or time.monotonic() >= closing):
+                    return
+                wait = self.retry_interval_s if result.pending else self.flush_interval_s
+                if closing is not None:
+                    wait = min(wait, max(0.0, closing - time.monotonic()))
+                self._wake.wait(wait)
+                self._wake.clear()
+        except BaseException as exc:  # noqa: BLE001 - reported by _drain; the search goes on
+            self._writer_error = exc
 
     def _drain(self) -> None:
-        """Flush everything, retrying for up to ``finish_timeout_s``; report what is left."""
-        deadline = time.monotonic() + self.finish_timeout_s
-        result = self._flush(force=True)
-        while result.pending and time.monotonic() < deadline:
-            time.sleep(min(self.retry_interval_s, max(0.0, deadline - time.monotonic())))
-            result = self._flush(force=True)
-        spool = self._started()
-        if result.pending:
+        """Let the writer send everything (for up to ``finish_timeout_s`` of unanswered tries),
+        then report what is left."""
+        spool = self._spool
+        self._closing = time.monotonic() + self.finish_timeout_s
+        self._wake.set()
+        self._writer.join()
+        result = self.last_flush
+        if self._writer_error is not None:
+            print(f"MLflow tracking failed ({type(self._writer_error).__name__}: {self._writer_error}); "
+                  f"the results are kept in {spool.path}. Send them with: osd tracking flush --spool "
+                  f"{spool.path}", file=sys.stderr)
+        elif result.pending:
             print(f"MLflow at {self.tracking_uri} is unreachable ({result.error}); {result.pending} "
                   f"operations are kept in {spool.path}. Send them later with: "
                   f"osd tracking flush --spool {spool.path}", file=sys.stderr)
-        elif result.rejected or (spool.path / "rejected").exists():
+        elif (spool.path / "rejected").exists():
             print(f"MLflow rejected some operations; they are kept in {spool.path / 'rejected'}",
                   file=sys.stderr)
         else:

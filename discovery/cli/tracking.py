@@ -25,7 +25,7 @@ def flush(spool_dir: Path, tracking_uri: str | None) -> None:
     from mlflow.tracking import MlflowClient
 
     from discovery.spool import SPOOL_FILE, Spool
-    from discovery.tracking import configure_http_timeouts
+    from discovery.tracking import configure_http_timeouts, resolve_tracking_uri
 
     if not spool_dir.is_dir():
         raise UserError(f"no spool folder at {spool_dir}")
@@ -37,7 +37,7 @@ def flush(spool_dir: Path, tracking_uri: str | None) -> None:
     left = 0
     for folder in folders:
         spool = Spool.open(folder)
-        uri = tracking_uri or spool.tracking_uri
+        uri = tracking_uri or spool.tracking_uri or resolve_tracking_uri()
         result = spool.flush(MlflowClient(uri))
         state = "done" if not result.pending else f"{result.pending} left ({result.error})"
         click.echo(f"{folder}: sent {result.sent} operations to {uri}, {state}"
