@@ -24,4 +24,4 @@ bench: $(STAMP)
 	$(PY) -m discovery bench --out bench-results.json
 
 clean:
-	rm -rf $(VENV) runs mlruns .pytest_cache
+	rm -rf $(VENV) runs mlruns mlflow.db mlflow-spool .pytest_cache
