@@ -33,16 +33,24 @@ European options with dividends, and the implied volatilities at bid and ask are
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
-from typing import Mapping
+import json
+import os
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+from tqdm import tqdm
 
 from backtest.calendar import is_trading_day
 from backtest.errors import UserError
 from backtest.schema import CHAIN_SCHEMA, QUARANTINE_SCHEMA, conform
+from backtest.store import DATASET_JSON, Dataset, StoreError, days_to_date, sort_chains
 from backtest.validate_nb import calendar_scan, strike_scan
 
 REASONS: tuple[str, ...] = (
@@ -527,28 +535,311 @@ def validate_rows(
     Each day's rows must all be in one call (duplicates and spreads are checked within it).
     """
     table = _conformed(table, source)
-    rows = _prepare(table)
-    reasons = _row_checks(rows)
-    last_days = _day_checks(rows, reasons, previous_days or {}, bars or {})
-    found = _arbitrage_sorted(rows, reasons == 0)
-    _assign(reasons, found.tradable["vertical"], "vertical_arbitrage")
-    _assign(reasons, found.tradable["butterfly"], "butterfly_arbitrage")
-
-    reason_in_order = _to_input_order(rows, reasons)
-    bad = reason_in_order > 0
-    good = table.filter(pa.array(~bad))
-    names = np.array(("",) + REASONS, dtype=object)[reason_in_order[bad]]
-    quarantined = table.filter(pa.array(bad))
-    quarantined = quarantined.append_column("reason", pa.array(names, pa.string())).append_column(
-        "source", pa.array(np.full(quarantined.num_rows, source, dtype=object), pa.string())
-    )
-    quarantined = conform(quarantined, QUARANTINE_SCHEMA)
-    assert good.num_rows + quarantined.num_rows == table.num_rows, "row accounting"
-    counts = np.bincount(reasons, minlength=len(REASONS) + 1)
+    reasons, found, last_days = _classify(table, previous_days or {}, bars or {})
+    good = table.filter(pa.array(reasons == 0))
+    quarantined = _quarantine_table(table, reasons, source)
+    if good.num_rows + quarantined.num_rows != table.num_rows:
+        raise AssertionError(f"{source}: row accounting broken: {good.num_rows} good + "
+                             f"{quarantined.num_rows} quarantined != {table.num_rows} rows")
     return RowValidation(
         good=good,
         quarantined=quarantined,
-        counts={name: int(counts[i + 1]) for i, name in enumerate(REASONS)},
-        mid_violations={c: int(found.mid[c].sum()) for c in MID_CHECKS} | {"any": int(found.mid_any.sum())},
+        counts=_reason_counts(reasons),
+        mid_violations=_mid_counts(found),
         last_days=last_days,
     )
+
+
+def _classify(
+    table: pa.Table, previous_days: Mapping[str, DayPrice], bars: Mapping[str, pa.Table]
+) -> tuple[np.ndarray, StaticArbitrage, dict[str, DayPrice]]:
+    """Reason codes per input row (0 = good, else 1 + index into REASONS), the static-arbitrage
+    flags (sorted order) and each underlying's last good day."""
+    rows = _prepare(table)
+    reasons = _row_checks(rows)
+    last_days = _day_checks(rows, reasons, previous_days, bars)
+    found = _arbitrage_sorted(rows, reasons == 0)
+    _assign(reasons, found.tradable["vertical"], "vertical_arbitrage")
+    _assign(reasons, found.tradable["butterfly"], "butterfly_arbitrage")
+    return _to_input_order(rows, reasons), found, last_days
+
+
+def _quarantine_table(table: pa.Table, reasons: np.ndarray, source: str) -> pa.Table:
+    bad = reasons > 0
+    names = np.array(("",) + REASONS, dtype=object)[reasons[bad]]
+    out = table.filter(pa.array(bad))
+    out = out.append_column("reason", pa.array(names, pa.string())).append_column(
+        "source", pa.array(np.full(out.num_rows, source, dtype=object), pa.string())
+    )
+    return conform(out, QUARANTINE_SCHEMA)
+
+
+def _reason_counts(reasons: np.ndarray) -> dict[str, int]:
+    counts = np.bincount(reasons, minlength=len(REASONS) + 1)
+    return {name: int(counts[i + 1]) for i, name in enumerate(REASONS)}
+
+
+def _mid_counts(found: StaticArbitrage) -> dict[str, int]:
+    return {c: int(found.mid[c].sum()) for c in MID_CHECKS} | {"any": int(found.mid_any.sum())}
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """The outcome of ``validate_dataset``. ``usable`` is False when the engine cannot run on the
+    dataset (no dataset.json, no chain rows, a file that does not match the schema, no good row
+    left); ``messages`` then say which file, which rows and why. ``counts`` are quarantined rows
+    per reason; ``mid_violations`` rows in static-arbitrage violations at mid (reported only)."""
+
+    path: str
+    usable: bool
+    messages: tuple[str, ...] = ()
+    files: int = 0
+    rows: int = 0
+    good_rows: int = 0
+    quarantined_rows: int = 0
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REASONS, 0))
+    by_underlying: dict[str, dict[str, int]] = field(default_factory=dict)
+    mid_violations: dict[str, int] = field(default_factory=dict)
+    quarantine_applied: bool = False
+    rewritten_files: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["messages"] = list(self.messages)
+        out["rewritten_files"] = list(self.rewritten_files)
+        return out
+
+
+class _Staging:
+    """New versions of files, written under temporary names first and swapped in together by
+    ``commit``; if a swap fails, the swaps done so far are undone, so the dataset is either the
+    old one or the new one. ``discard`` removes whatever was staged."""
+
+    def __init__(self) -> None:
+        self._replacements: list[tuple[Path, Path | None]] = []
+
+    def stage_table(self, target: Path, table: pa.Table | None) -> None:
+        """Replace ``target`` with ``table`` (None: remove it)."""
+        staged = None
+        if table is not None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            staged = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+            self._replacements.append((target, staged))
+            pq.write_table(table, staged, compression="zstd")
+        else:
+            self._replacements.append((target, None))
+
+    def stage_json(self, target: Path, obj: Any) -> None:
+        staged = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        self._replacements.append((target, staged))
+        staged.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+    def commit(self) -> None:
+        done: list[tuple[Path, Path | None]] = []
+        try:
+            for target, staged in self._replacements:
+                backup = None
+                if target.exists():
+                    backup = target.with_name(f".{target.name}.{uuid.uuid4().hex}.bak")
+                    os.replace(target, backup)
+                done.append((target, backup))
+                if staged is not None:
+                    os.replace(staged, target)
+        except BaseException:
+            for target, backup in reversed(done):
+                if backup is not None:
+                    os.replace(backup, target)
+                else:
+                    target.unlink(missing_ok=True)
+            raise
+        finally:
+            self.discard()
+        for _, backup in done:
+            if backup is not None:
+                backup.unlink()
+
+    def discard(self) -> None:
+        for _, staged in self._replacements:
+            if staged is not None:
+                staged.unlink(missing_ok=True)
+        self._replacements = []
+
+
+class _Unusable(Exception):
+    """Stops a validation whose dataset cannot be used; the message names file, rows and why."""
+
+
+def _read_chain_file(ds: Dataset, path: str) -> pa.Table:
+    try:
+        table = pq.read_table(path, filesystem=ds.fs)
+    except (OSError, pa.ArrowException) as exc:
+        raise _Unusable(f"{path}: cannot read as Parquet: {exc}") from None
+    try:
+        return conform(table, CHAIN_SCHEMA)
+    except ValueError as exc:
+        raise _Unusable(f"{path}: all {table.num_rows} rows: schema mismatch: {exc}") from None
+
+
+def _file_units(ds: Dataset, files: list[str]) -> list[list[int]]:
+    """Group files that share a quote date (a day's rows must be validated together), in date
+    order; each group is read and checked at once, which bounds memory by the largest group."""
+    parent = list(range(len(files)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    owner: dict[int, int] = {}
+    first_day: dict[int, int] = {}
+    for i, path in enumerate(files):
+        try:
+            days = pq.read_table(path, columns=["quote_date"], filesystem=ds.fs)["quote_date"]
+        except (OSError, pa.ArrowException, KeyError) as exc:
+            raise _Unusable(f"{path}: cannot read column quote_date: {exc}") from None
+        unique = np.unique(days.cast(pa.int32()).to_numpy(zero_copy_only=False))
+        first_day[i] = int(unique[0]) if len(unique) else 0
+        for d in unique.tolist():
+            if d in owner:
+                parent[find(i)] = find(owner[d])
+            else:
+                owner[d] = i
+    units: dict[int, list[int]] = {}
+    for i in range(len(files)):
+        units.setdefault(find(i), []).append(i)
+    return sorted(units.values(), key=lambda unit: min(first_day[i] for i in unit))
+
+
+def _read_bars(ds: Dataset, underlying: str) -> dict[str, pa.Table]:
+    try:
+        return {underlying: ds.read_underlying(underlying)}
+    except StoreError:
+        return {}
+
+
+def validate_dataset(path: str | os.PathLike, *, quarantine: bool = True, progress: bool = False) -> ValidationReport:
+    """Run every check over the dataset at ``path``, one group of partition files at a time.
+
+    With ``quarantine``, bad rows move to ``quarantine/`` with their reasons, the affected chain
+    files are rewritten without them and dataset.json's counts are updated, all staged under
+    temporary names and swapped in only after every file validated (a failure leaves the dataset
+    as it was). An unusable dataset is reported (``usable`` False) and never modified.
+    """
+    path = str(path)
+    try:
+        ds = Dataset(path)
+    except StoreError as exc:
+        return ValidationReport(path=path, usable=False, messages=(str(exc),))
+    local = isinstance(ds.fs, pafs.LocalFileSystem)
+    if quarantine and not local:
+        raise UserError(f"{path}: quarantining rewrites files and needs a local dataset; use --no-quarantine")
+    files = {u: ds.chain_files(u) for u in ds.underlyings}
+    n_files = sum(len(f) for f in files.values())
+    if not n_files:
+        return ValidationReport(path=path, usable=False, messages=(f"{path}: no chain files under chains/",))
+
+    staging = _Staging()
+    totals = np.zeros(len(REASONS) + 1, np.int64)
+    mid = dict.fromkeys(MID_CHECKS + ("any",), 0)
+    by_underlying: dict[str, dict[str, int]] = {}
+    meta_underlyings: dict[str, dict[str, Any]] = {}
+    rewritten: list[str] = []
+    messages: list[str] = []
+    with tqdm(total=n_files, unit="file", desc="validate", disable=not progress) as progress_bar:
+        try:
+            for underlying, paths in files.items():
+                bars = _read_bars(ds, underlying)
+                previous: dict[str, DayPrice] = {}
+                u_counts = np.zeros(len(REASONS) + 1, np.int64)
+                good_dates: list[np.ndarray] = []
+                for unit in _file_units(ds, paths):
+                    tables = [_read_chain_file(ds, paths[i]) for i in unit]
+                    combined = pa.concat_tables(tables)
+                    reasons, found, previous = _classify(combined, previous, bars)
+                    u_counts += np.bincount(reasons, minlength=len(REASONS) + 1)
+                    for check, n in _mid_counts(found).items():
+                        mid[check] += n
+                    good_dates.append(
+                        combined["quote_date"].cast(pa.int32()).to_numpy(zero_copy_only=False)[reasons == 0]
+                    )
+                    offsets = np.cumsum([0] + [t.num_rows for t in tables])
+                    for k, i in enumerate(unit):
+                        file_reasons = reasons[offsets[k]:offsets[k + 1]]
+                        if quarantine and (file_reasons > 0).any():
+                            _stage_file(staging, ds, paths[i], tables[k], file_reasons)
+                            rewritten.append(paths[i])
+                        progress_bar.update(1)
+                rows = int(u_counts.sum())
+                by_underlying[underlying] = {"rows": rows, "good_rows": int(u_counts[0])} | {
+                    name: int(u_counts[j + 1]) for j, name in enumerate(REASONS) if u_counts[j + 1]
+                }
+                meta_underlyings[underlying] = _span(np.concatenate(good_dates))
+                if rows and not u_counts[0]:
+                    messages.append(f"{underlying}: all {rows:,} chain rows fail validation")
+                totals += u_counts
+            good = int(totals[0])
+            if not good:
+                reason_text = ", ".join(f"{n:,} {REASONS[j]}" for j, n in enumerate(totals[1:]) if n)
+                raise _Unusable(f"{path}: no usable chain rows ({int(totals.sum()):,} rows: {reason_text or 'none'})")
+            if quarantine and rewritten:
+                staging.stage_json(Path(ds.root) / DATASET_JSON, _updated_meta(ds.meta, meta_underlyings, totals, mid))
+                staging.commit()
+        except _Unusable as exc:
+            staging.discard()
+            return ValidationReport(
+                path=path, usable=False, messages=tuple(messages + [str(exc)]), files=n_files,
+                rows=int(totals.sum()), good_rows=int(totals[0]), quarantined_rows=int(totals[1:].sum()),
+                counts=_reason_counts_from_totals(totals), by_underlying=by_underlying, mid_violations=mid,
+            )
+        except BaseException:
+            staging.discard()
+            raise
+    return ValidationReport(
+        path=path, usable=True, messages=tuple(messages), files=n_files, rows=int(totals.sum()),
+        good_rows=int(totals[0]), quarantined_rows=int(totals[1:].sum()),
+        counts=_reason_counts_from_totals(totals), by_underlying=by_underlying, mid_violations=mid,
+        quarantine_applied=bool(quarantine and rewritten), rewritten_files=tuple(rewritten),
+    )
+
+
+def _reason_counts_from_totals(totals: np.ndarray) -> dict[str, int]:
+    return {name: int(totals[j + 1]) for j, name in enumerate(REASONS)}
+
+
+def _stage_file(staging: _Staging, ds: Dataset, path: str, table: pa.Table, reasons: np.ndarray) -> None:
+    """Stage the file without its bad rows (removed when none is left) and its quarantine part."""
+    rel = os.path.relpath(path, ds.root)
+    good = table.filter(pa.array(reasons == 0))
+    staging.stage_table(Path(path), sort_chains(good) if good.num_rows else None)
+    name = "validate-" + rel.replace(os.sep, "-").removesuffix(".parquet") + f"-{uuid.uuid4().hex[:8]}.parquet"
+    staging.stage_table(Path(ds.root) / "quarantine" / name, _quarantine_table(table, reasons, rel))
+
+
+def _span(dates: np.ndarray) -> dict[str, Any]:
+    if not len(dates):
+        return {"rows": 0, "start": None, "end": None}
+    return {"rows": len(dates), "start": days_to_date(dates.min()).isoformat(),
+            "end": days_to_date(dates.max()).isoformat()}
+
+
+def _updated_meta(meta: dict[str, Any], underlyings: dict[str, dict[str, Any]], totals: np.ndarray,
+                  mid: dict[str, int]) -> dict[str, Any]:
+    meta = json.loads(json.dumps(meta))
+    meta.setdefault("underlyings", {}).update(underlyings)
+    q = meta.setdefault("quarantine", {"rows": 0, "reasons": {}})
+    q["rows"] = q.get("rows", 0) + int(totals[1:].sum())
+    reasons = q.setdefault("reasons", {})
+    for name, n in _reason_counts_from_totals(totals).items():
+        if n:
+            reasons[name] = reasons.get(name, 0) + n
+    meta["validation"] = {
+        "validated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "rows": int(totals.sum()),
+        "quarantined": _reason_counts_from_totals(totals),
+        "mid_violations": mid,
+    }
+    return meta
