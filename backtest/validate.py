@@ -47,11 +47,11 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from backtest.calendar import is_trading_day
+from backtest.calendar import trading_days
 from backtest.errors import UserError
 from backtest.schema import CHAIN_SCHEMA, QUARANTINE_SCHEMA, conform
-from backtest.store import DATASET_JSON, Dataset, StoreError, days_to_date, sort_chains
-from backtest.validate_nb import calendar_scan, strike_scan
+from backtest.store import DATASET_JSON, Dataset, StoreError, date_to_days, days_to_date, sort_chains
+from backtest.validate_nb import calendar_scan, parity_spots, quote_ticks, strike_grid, strike_scan
 
 REASONS: tuple[str, ...] = (
     "non_finite",
@@ -215,9 +215,12 @@ def _prepare(table: pa.Table) -> _Rows:
     quote_date = table["quote_date"].cast(pa.int32()).to_numpy(zero_copy_only=False)
     expiration = table["expiration"].cast(pa.int32()).to_numpy(zero_copy_only=False)
     strike = _floats(table["strike"])
-    position = np.arange(table.num_rows)
-    # np.lexsort is stable and sorts by the last key first; position keeps input order in ties
-    order = np.lexsort((position, strike, expiration, right, root, quote_date, underlying))
+    # Arrow's sort is stable (ties keep their input order, which "keep the first duplicate"
+    # relies on); two composite integer keys sort faster than five separate ones
+    day_class = (underlying.astype(np.int64) << 48) | ((quote_date.astype(np.int64) + (1 << 31)) << 16) | root
+    side_expiry = (right.astype(np.int64) + 1 << 33) | (expiration.astype(np.int64) + (1 << 31))
+    keys = pa.table({"day_class": day_class, "side_expiry": side_expiry, "strike": strike})
+    order = pc.sort_indices(keys, sort_keys=[(k, "ascending") for k in keys.column_names]).to_numpy()
     return _Rows(
         order=order,
         underlying=underlying[order],
@@ -249,9 +252,10 @@ def _assign(reasons: np.ndarray, condition: np.ndarray, name: str) -> None:
 
 
 def _non_trading_days(quote_date: np.ndarray) -> np.ndarray:
-    days = np.unique(quote_date)
-    closed = [d for d in days if not is_trading_day(dt.date(1970, 1, 1) + dt.timedelta(days=int(d)))]
-    return np.isin(quote_date, closed)
+    if not len(quote_date):
+        return np.zeros(0, bool)
+    sessions = trading_days(days_to_date(quote_date.min()), days_to_date(quote_date.max()))
+    return ~np.isin(quote_date, [date_to_days(d) for d in sessions])
 
 
 def _duplicates(rows: _Rows, ok: np.ndarray) -> np.ndarray:
@@ -281,43 +285,16 @@ def strike_grid_mask(rows: _Rows, ok: np.ndarray) -> np.ndarray:
     Irregular real grids (5-point near the money, 25 or 100 further out; $0.5 only near the money)
     are all multiples of the finer step, so they are never flagged.
     """
-    out = np.zeros(len(ok), bool)
-    idx = np.flatnonzero(ok)
-    if not len(idx):
-        return out
-    scaled = rows.strike[idx] * 1000.0
-    milli = np.rint(scaled).astype(np.int64)
-    off_lattice = np.abs(scaled - milli) > 1e-6 * np.maximum(1.0, np.abs(scaled))
-    out[idx[off_lattice]] = True
-
-    starts = rows.starts("underlying", "quote_date", "root")
-    group = np.searchsorted(starts, idx, side="right") - 1
-    keep = ~off_lattice
-    pairs = np.unique(np.stack([group[keep], milli[keep]], axis=1), axis=0)
-    if not len(pairs):
-        return out
-    n_groups = len(starts) - 1
-    distinct = np.bincount(pairs[:, 0], minlength=n_groups)
-    allowed = np.maximum(1, np.floor(_GRID_OUTLIER_SHARE * distinct)).astype(np.int64)
-    chosen_step = np.zeros(n_groups, np.int64)
-    chosen_offset = np.zeros(n_groups, np.int64)
-    for step in _STRIKE_STEPS_MILLI:
-        residue = pairs[:, 1] % step
-        keys, counts = np.unique(pairs[:, 0] * step + residue, return_counts=True)
-        g = keys // step
-        # the modal residue per group: sort by (group, count) and take each group's last
-        by_count = np.lexsort((counts, g))
-        last = np.append(g[by_count][1:] != g[by_count][:-1], True)
-        top_group = g[by_count][last]
-        top_count = counts[by_count][last]
-        fits = (distinct[top_group] - top_count <= allowed[top_group]) & (chosen_step[top_group] == 0)
-        chosen_step[top_group[fits]] = step
-        chosen_offset[top_group[fits]] = (keys[by_count][last] % step)[fits]
-    judged = (distinct[group] >= _MIN_GRID_STRIKES) & keep
-    step = np.maximum(chosen_step[group], 1)
-    off_grid = judged & (milli % step != chosen_offset[group])
-    out[idx[off_grid]] = True
-    return out
+    with np.errstate(invalid="ignore"):
+        scaled = rows.strike * 1000.0
+        milli = np.rint(scaled)
+        off_lattice = ok & (np.abs(scaled - milli) > 1e-6 * np.maximum(1.0, np.abs(scaled)))
+    on_lattice = ok & ~off_lattice
+    off_grid = strike_grid(
+        rows.starts("underlying", "quote_date", "root"), np.where(on_lattice, milli, 0).astype(np.int64),
+        on_lattice, _STRIKE_STEPS_MILLI, _MIN_GRID_STRIKES, _GRID_OUTLIER_SHARE,
+    )
+    return off_lattice | off_grid
 
 
 def _row_checks(rows: _Rows) -> np.ndarray:
@@ -348,36 +325,6 @@ def _row_checks(rows: _Rows) -> np.ndarray:
 # --------------------------------------------------------------------------- day checks
 
 
-def _parity_spots(rows: _Rows, ok: np.ndarray, day_starts: np.ndarray) -> np.ndarray:
-    """Spot implied by put-call parity per (underlying, quote_date) block: in the nearest
-    expiration with a call and a put at one strike, the pair with the closest mids gives
-    K + C - P. Carry over that short expiry shifts the level by basis points, not the day-to-day
-    change this is compared on. NaN where no pair exists."""
-    n_days = len(day_starts) - 1
-    out = np.full(n_days, np.nan)
-    day = np.searchsorted(day_starts, np.arange(len(ok)), side="right") - 1
-    mid = 0.5 * (rows.bid + rows.ask)
-    quoted = ok & (rows.ask > 0)
-
-    def side(is_call: int) -> pa.Table:
-        sel = np.flatnonzero(quoted & (rows.right == is_call))
-        return pa.table({"day": day[sel], "root": rows.root[sel], "expiration": rows.expiration[sel],
-                         "strike": rows.strike[sel], f"mid{is_call}": mid[sel]})
-
-    pairs = side(1).join(side(0), ["day", "root", "expiration", "strike"], join_type="inner")
-    if not pairs.num_rows:
-        return out
-    d = pairs["day"].to_numpy()
-    exp = pairs["expiration"].to_numpy()
-    call, put = pairs["mid1"].to_numpy(), pairs["mid0"].to_numpy()
-    gap = np.abs(call - put)
-    pick = np.lexsort((gap, exp, d))
-    first = np.append(True, d[pick][1:] != d[pick][:-1])
-    chosen = pick[first]
-    out[d[chosen]] = pairs["strike"].to_numpy()[chosen] + call[chosen] - put[chosen]
-    return out
-
-
 def _day_checks(
     rows: _Rows,
     reasons: np.ndarray,
@@ -397,7 +344,8 @@ def _day_checks(
     has_good[has_good] = ok_idx[pos[has_good]] < day_starts[1:][has_good]
     price = np.full(n_days, np.nan)
     price[has_good] = rows.underlying_price[ok_idx[pos[has_good]]]
-    spot = _parity_spots(rows, ok, day_starts)
+    spot = parity_spots(day_starts, rows.root, rows.right == 1, rows.expiration, rows.strike,
+                        0.5 * (rows.bid + rows.ask), ok & (rows.ask > 0))
     underlying = rows.underlying[first]
     date = rows.quote_date[first]
 
@@ -417,9 +365,7 @@ def _day_checks(
         if name in bars and bars[name].num_rows:
             mismatch[days] = _outside_bars(date[days], price[days], bars[name])
         last = days[-1]
-        last_days[name] = DayPrice(
-            dt.date(1970, 1, 1) + dt.timedelta(days=int(date[last])), float(price[last]), float(spot[last])
-        )
+        last_days[name] = DayPrice(days_to_date(date[last]), float(price[last]), float(spot[last]))
     day_of_row = np.repeat(np.arange(n_days), np.diff(day_starts))
     _assign(reasons, stale[day_of_row], "stale_underlying")
     _assign(reasons, mismatch[day_of_row], "underlying_mismatch")
@@ -442,29 +388,18 @@ def _outside_bars(dates: np.ndarray, price: np.ndarray, bars: pa.Table) -> np.nd
 # --------------------------------------------------------------------------- static arbitrage
 
 
-def quote_ticks(rows: _Rows, eligible: np.ndarray) -> np.ndarray:
+def _quote_ticks(rows: _Rows, eligible: np.ndarray) -> np.ndarray:
     """Per row, the quote tick of its (underlying, quote_date): the largest of ``_TICKS`` that at
     least 99% of the day's positive bids and asks are multiples of; 0 when none is."""
     starts = rows.starts("underlying", "quote_date")
-    tick = np.zeros(len(starts) - 1)
-    if len(tick):
-        quotes = np.concatenate([rows.bid, rows.ask])
-        quoted = np.concatenate([eligible & (rows.bid > 0), eligible & (rows.ask > 0)])
-        day = np.concatenate([np.arange(len(rows.bid))] * 2)
-        day = np.searchsorted(starts, day, side="right") - 1
-        n_quoted = np.bincount(day, weights=quoted, minlength=len(tick))
-        for t in sorted(_TICKS):
-            with np.errstate(invalid="ignore"):
-                on_tick = quoted & (np.abs(quotes / t - np.rint(quotes / t)) < 1e-6)
-            share = np.bincount(day, weights=on_tick, minlength=len(tick)) / np.maximum(n_quoted, 1)
-            tick[share >= _TICK_SHARE] = t
-    return np.repeat(tick, np.diff(starts))
+    ticks = quote_ticks(starts, rows.bid, rows.ask, eligible, np.array(_TICKS), _TICK_SHARE)
+    return np.repeat(ticks, np.diff(starts))
 
 
 def _arbitrage_sorted(rows: _Rows, eligible: np.ndarray) -> StaticArbitrage:
     """Static-arbitrage masks in sorted order over ``eligible`` rows."""
     eligible = eligible & (rows.ask > 0)
-    mid_tol = np.maximum(quote_ticks(rows, eligible), MID_TOLERANCE)
+    mid_tol = np.maximum(_quote_ticks(rows, eligible), MID_TOLERANCE)
     is_call = rows.right == 1
     mid_v, mid_b, trade_v, trade_b = strike_scan(
         rows.starts("underlying", "quote_date", "root", "right", "expiration"),
@@ -639,8 +574,10 @@ class _Staging:
 
     def commit(self) -> None:
         done: list[tuple[Path, Path | None]] = []
+        # new files (quarantine parts) first, so that even a crash half-way loses no row
+        ordered = sorted(self._replacements, key=lambda item: item[0].exists())
         try:
-            for target, staged in self._replacements:
+            for target, staged in ordered:
                 backup = None
                 if target.exists():
                     backup = target.with_name(f".{target.name}.{uuid.uuid4().hex}.bak")

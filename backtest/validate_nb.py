@@ -154,3 +154,112 @@ def calendar_scan(starts, expiration, strike, total_variance, rel_tol):
                     bad[rows[r]] = True
             a = b
     return bad
+
+
+@njit(cache=True)
+def strike_grid(starts, milli, ok, steps, min_strikes, outlier_share):
+    """Off-grid strikes per block (one trading class on one day); ``milli`` are strikes in
+    thousandths of a dollar. The block's grid is the largest of ``steps`` (descending) on which
+    all but max(1, outlier_share x n) of its n distinct strikes fall at one common offset; blocks
+    with fewer than ``min_strikes`` distinct strikes are not judged."""
+    n = len(milli)
+    bad = np.zeros(n, np.bool_)
+    for g in range(len(starts) - 1):
+        lo = starts[g]
+        hi = starts[g + 1]
+        values = np.empty(hi - lo, np.int64)
+        m = 0
+        for i in range(lo, hi):
+            if ok[i]:
+                values[m] = milli[i]
+                m += 1
+        if m == 0:
+            continue
+        values = np.unique(values[:m])
+        k = len(values)
+        if k < min_strikes:
+            continue
+        allowed = max(1, int(outlier_share * k))
+        for step in steps:
+            residues = np.sort(values % step)
+            best = residues[0]
+            best_count = 0
+            run = 0
+            for a in range(k):
+                run = run + 1 if a > 0 and residues[a] == residues[a - 1] else 1
+                if run > best_count:
+                    best_count = run
+                    best = residues[a]
+            if k - best_count <= allowed:
+                for i in range(lo, hi):
+                    if ok[i] and milli[i] % step != best:
+                        bad[i] = True
+                break
+    return bad
+
+
+@njit(cache=True)
+def quote_ticks(starts, bid, ask, eligible, ticks, min_share):
+    """Per block (one underlying on one day), the largest of ``ticks`` (descending) that at
+    least ``min_share`` of the positive bids and asks are whole multiples of; 0 when none is."""
+    out = np.zeros(len(starts) - 1)
+    for g in range(len(starts) - 1):
+        for tick in ticks:
+            quoted = 0
+            on_tick = 0
+            for i in range(starts[g], starts[g + 1]):
+                if not eligible[i]:
+                    continue
+                for price in (bid[i], ask[i]):
+                    if price > 0:
+                        quoted += 1
+                        x = price / tick
+                        if abs(x - np.rint(x)) < 1e-6:
+                            on_tick += 1
+            if quoted > 0 and on_tick >= min_share * quoted:
+                out[g] = tick
+                break
+    return out
+
+
+@njit(cache=True)
+def parity_spots(day_starts, root, is_call, expiration, strike, mid, quoted):
+    """Spot implied by put-call parity per day block: in the nearest expiration (on or after the
+    day) with a quoted call and put at one strike, the pair with the closest mids gives
+    K + C - P; NaN where no pair exists. Rows are sorted (root, right, expiration, strike)
+    inside a day, puts before calls, so each root's two sides merge in one pass."""
+    out = np.full(len(day_starts) - 1, np.nan)
+    for d in range(len(day_starts) - 1):
+        best_exp = np.iinfo(np.int64).max
+        best_gap = np.inf
+        r0 = day_starts[d]
+        end = day_starts[d + 1]
+        while r0 < end:
+            r1 = r0
+            while r1 < end and root[r1] == root[r0]:
+                r1 += 1
+            c = r0  # first call of this root
+            while c < r1 and not is_call[c]:
+                c += 1
+            p = r0
+            while p < c and c < r1:
+                if not quoted[p]:
+                    p += 1
+                    continue
+                if not quoted[c]:
+                    c += 1
+                    continue
+                if expiration[p] < expiration[c] or (expiration[p] == expiration[c] and strike[p] < strike[c]):
+                    p += 1
+                elif expiration[c] < expiration[p] or strike[c] < strike[p]:
+                    c += 1
+                else:
+                    gap = abs(mid[c] - mid[p])
+                    if expiration[c] < best_exp or (expiration[c] == best_exp and gap < best_gap):
+                        best_exp = expiration[c]
+                        best_gap = gap
+                        out[d] = strike[c] + mid[c] - mid[p]
+                    p += 1
+                    c += 1
+            r0 = r1
+    return out
