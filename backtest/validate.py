@@ -90,7 +90,8 @@ MID_CHECKS: tuple[str, ...] = ("vertical", "butterfly", "calendar")
 STALE_SPOT_MOVE = 0.002
 # Option snapshots (15:45, 16:15) and the 16:00 bar differ in time: allow this much outside the bar.
 BAR_TOLERANCE = 0.01
-# Slack for mid-price checks on quotes that are not on a tick grid: above float noise only.
+# Slack added to the quote tick in mid-price checks: above float noise (and all of the slack
+# for quotes that are on no tick grid, such as unrounded synthetic ones).
 MID_TOLERANCE = 1e-6
 # Quote ticks recognised (SPX $0.05/$0.10, equities $0.01 and $0.05): a mid-price violation
 # must exceed one tick, the most that rounding bid and ask to the tick can produce.
@@ -399,7 +400,7 @@ def _quote_ticks(rows: _Rows, eligible: np.ndarray) -> np.ndarray:
 def _arbitrage_sorted(rows: _Rows, eligible: np.ndarray) -> StaticArbitrage:
     """Static-arbitrage masks in sorted order over ``eligible`` rows."""
     eligible = eligible & (rows.ask > 0)
-    mid_tol = np.maximum(_quote_ticks(rows, eligible), MID_TOLERANCE)
+    mid_tol = _quote_ticks(rows, eligible) + MID_TOLERANCE
     is_call = rows.right == 1
     mid_v, mid_b, trade_v, trade_b = strike_scan(
         rows.starts("underlying", "quote_date", "root", "right", "expiration"),

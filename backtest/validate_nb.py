@@ -14,15 +14,60 @@ PRICE_EPS = 1e-9
 
 
 @njit(cache=True)
+def _tradable_verticals(rows, call, strike, bid, ask, out):
+    """Mark every row that is a leg of some vertical (any two strikes, not only adjacent ones)
+    with a riskless profit at bid/ask. With i < j in strike order:
+    calls: buy i sell j if bid_j > ask_i; sell i buy j if bid_i - ask_j > K_j - K_i;
+    puts:  buy j sell i if bid_i > ask_j; sell j buy i if bid_j - ask_i > K_j - K_i.
+    A forward pass (extremes over earlier strikes) finds each j, a backward pass (extremes over
+    later strikes) each i: O(n) instead of all pairs."""
+    m = len(rows)
+    # forward: does row j have a partner i < j?
+    min_ask = np.inf
+    max_bid = -np.inf
+    max_bid_plus_k = -np.inf
+    min_ask_minus_k = np.inf
+    for a in range(m):
+        j = rows[a]
+        if call:
+            hit = bid[j] > min_ask + PRICE_EPS or max_bid_plus_k - (ask[j] + strike[j]) > PRICE_EPS
+        else:
+            hit = max_bid > ask[j] + PRICE_EPS or (bid[j] - strike[j]) - min_ask_minus_k > PRICE_EPS
+        if hit:
+            out[j] = True
+        min_ask = min(min_ask, ask[j])
+        max_bid = max(max_bid, bid[j])
+        max_bid_plus_k = max(max_bid_plus_k, bid[j] + strike[j])
+        min_ask_minus_k = min(min_ask_minus_k, ask[j] - strike[j])
+    # backward: does row i have a partner j > i?
+    min_ask = np.inf
+    max_bid = -np.inf
+    min_ask_plus_k = np.inf
+    max_bid_minus_k = -np.inf
+    for a in range(m - 1, -1, -1):
+        i = rows[a]
+        if call:
+            hit = max_bid > ask[i] + PRICE_EPS or (bid[i] + strike[i]) - min_ask_plus_k > PRICE_EPS
+        else:
+            hit = bid[i] > min_ask + PRICE_EPS or max_bid_minus_k - (ask[i] - strike[i]) > PRICE_EPS
+        if hit:
+            out[i] = True
+        min_ask = min(min_ask, ask[i])
+        max_bid = max(max_bid, bid[i])
+        min_ask_plus_k = min(min_ask_plus_k, ask[i] + strike[i])
+        max_bid_minus_k = max(max_bid_minus_k, bid[i] - strike[i])
+
+
+@njit(cache=True)
 def strike_scan(starts, is_call, strike, bid, ask, eligible, mid_tol):
     """Vertical-spread and butterfly checks per (underlying, quote_date, root, right, expiration).
 
     Returns four masks: mid_vertical, mid_butterfly (rows in an adjacent pair / triplet whose
     mid prices break monotonicity, the slope bound or convexity by more than ``mid_tol`` of the
-    row (per row: quotes rounded to a tick move a mid by half a tick, a spread of two mids by up
-    to one)) and
-    trade_vertical, trade_butterfly (rows of a spread that can be traded at bid/ask for a riskless
-    profit: buy at ask, sell at bid). Only ``eligible`` rows take part.
+    row (quotes rounded to a tick move a mid by half a tick, a spread of two mids by up to one)),
+    trade_vertical (rows of any two-strike vertical, see ``_tradable_verticals``) and
+    trade_butterfly (rows of an adjacent-strike butterfly) that trade at bid/ask for a riskless
+    profit: buy at ask, sell at bid. Only ``eligible`` rows take part.
 
     Bounds use a discount factor of 1 (rates unknown here): the slope bound is then looser than the
     true one, so a flagged violation is a violation at any non-negative rate. The bounds also hold
@@ -43,10 +88,7 @@ def strike_scan(starts, is_call, strike, bid, ask, eligible, mid_tol):
         if m < 2:
             continue
         call = is_call[rows[0]]
-        # tradable verticals against the best earlier strike: a running extreme catches
-        # non-adjacent pairs too, in one pass
-        best_mono = rows[0]  # calls: lowest ask so far; puts: highest bid so far
-        best_slope = rows[0]  # calls: highest bid + K; puts: lowest ask - K
+        _tradable_verticals(rows[:m], call, strike, bid, ask, trade_v)
         for a in range(1, m):
             j = rows[a]
             i = rows[a - 1]
@@ -56,29 +98,9 @@ def strike_scan(starts, is_call, strike, bid, ask, eligible, mid_tol):
             if call:
                 mono = mj - mi  # call prices must not rise with strike
                 slope = mi - mj - width
-                if bid[j] > ask[best_mono] + PRICE_EPS:
-                    trade_v[j] = True
-                    trade_v[best_mono] = True
-                if bid[best_slope] - ask[j] > strike[j] - strike[best_slope] + PRICE_EPS:
-                    trade_v[j] = True
-                    trade_v[best_slope] = True
-                if ask[j] < ask[best_mono]:
-                    best_mono = j
-                if bid[j] + strike[j] > bid[best_slope] + strike[best_slope]:
-                    best_slope = j
             else:
                 mono = mi - mj  # put prices must not fall with strike
                 slope = mj - mi - width
-                if bid[best_mono] > ask[j] + PRICE_EPS:
-                    trade_v[j] = True
-                    trade_v[best_mono] = True
-                if bid[j] - ask[best_slope] > strike[j] - strike[best_slope] + PRICE_EPS:
-                    trade_v[j] = True
-                    trade_v[best_slope] = True
-                if bid[j] > bid[best_mono]:
-                    best_mono = j
-                if ask[j] - strike[j] < ask[best_slope] - strike[best_slope]:
-                    best_slope = j
             if mono > mid_tol[j] or slope > mid_tol[j]:
                 mid_v[i] = True
                 mid_v[j] = True

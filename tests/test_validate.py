@@ -201,6 +201,50 @@ def test_tradable_vertical_and_butterfly_are_quarantined_with_all_legs():
     assert reasons_of(r) == dict.fromkeys((94.0, 95.0, 96.0), "butterfly_arbitrage")
 
 
+def brute_force_tradable_verticals(strike, bid, ask, call):
+    flagged = np.zeros(len(strike), bool)
+    for i in range(len(strike)):
+        for j in range(i + 1, len(strike)):
+            width = strike[j] - strike[i]
+            if call:
+                arb = bid[j] > ask[i] + 1e-9 or bid[i] - ask[j] > width + 1e-9
+            else:
+                arb = bid[i] > ask[j] + 1e-9 or bid[j] - ask[i] > width + 1e-9
+            if arb:
+                flagged[[i, j]] = True
+    return flagged
+
+
+def test_tradable_verticals_match_all_pairs_on_random_quotes():
+    rng = np.random.default_rng(3)
+    for trial in range(40):
+        n = int(rng.integers(3, 12))
+        strike = np.sort(rng.choice(np.arange(90.0, 110.0), n, replace=False))
+        call = bool(trial % 2)
+        fair = np.maximum(100.0 - strike, 0) + 2 if call else np.maximum(strike - 100.0, 0) + 2
+        bid = np.round(np.maximum(fair + rng.normal(0, 1.5, n) - 0.5, 0), 2)
+        ask = np.round(bid + rng.uniform(0.05, 2.0, n), 2)
+        t = pa.table({
+            "quote_date": pa.array([MONDAY] * n, pa.date32()), "underlying": ["X"] * n, "root": ["X"] * n,
+            "expiration": pa.array([FRONT] * n, pa.date32()), "strike": strike,
+            "right": ["C" if call else "P"] * n, "style": ["A"] * n, "bid": bid, "ask": ask,
+            "underlying_price": [100.0] * n,
+        })
+        flags = static_arbitrage_violations(t)
+        np.testing.assert_array_equal(flags.tradable["vertical"], brute_force_tradable_verticals(strike, bid, ask, call))
+
+
+def test_non_adjacent_tradable_vertical():
+    t = pa.table({
+        "quote_date": pa.array([MONDAY] * 3, pa.date32()), "underlying": ["X"] * 3, "root": ["X"] * 3,
+        "expiration": pa.array([FRONT] * 3, pa.date32()), "strike": [100.0, 101.0, 102.0],
+        "right": ["C"] * 3, "style": ["A"] * 3, "bid": [4.9, 4.0, 5.5], "ask": [5.0, 6.0, 5.6],
+        "underlying_price": [100.0] * 3,
+    })
+    r = validate_rows(t, source="x")
+    assert reasons_of(r) == {100.0: "vertical_arbitrage", 102.0: "vertical_arbitrage"}
+
+
 def test_mid_violation_inside_the_spread_is_counted_not_quarantined():
     t = chain(expirations=(FRONT,), half_spread=0.5)
     p95 = where(t, strike=95.0, right="P")[0]
