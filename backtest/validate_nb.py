@@ -23,39 +23,44 @@ def _tradable_verticals(rows, call, strike, bid, ask, out):
     later strikes) each i: O(n) instead of all pairs."""
     m = len(rows)
     # forward: does row j have a partner i < j?
-    min_ask = np.inf
-    max_bid = -np.inf
-    max_bid_plus_k = -np.inf
-    min_ask_minus_k = np.inf
+    ext = _no_extremes()
     for a in range(m):
         j = rows[a]
         if call:
-            hit = bid[j] > min_ask + PRICE_EPS or max_bid_plus_k - (ask[j] + strike[j]) > PRICE_EPS
+            hit = bid[j] > ext[_MIN_ASK] + PRICE_EPS or ext[_MAX_BID_PLUS_K] - (ask[j] + strike[j]) > PRICE_EPS
         else:
-            hit = max_bid > ask[j] + PRICE_EPS or (bid[j] - strike[j]) - min_ask_minus_k > PRICE_EPS
-        if hit:
-            out[j] = True
-        min_ask = min(min_ask, ask[j])
-        max_bid = max(max_bid, bid[j])
-        max_bid_plus_k = max(max_bid_plus_k, bid[j] + strike[j])
-        min_ask_minus_k = min(min_ask_minus_k, ask[j] - strike[j])
+            hit = ext[_MAX_BID] > ask[j] + PRICE_EPS or (bid[j] - strike[j]) - ext[_MIN_ASK_MINUS_K] > PRICE_EPS
+        out[j] |= hit
+        _absorb(ext, bid[j], ask[j], strike[j])
     # backward: does row i have a partner j > i?
-    min_ask = np.inf
-    max_bid = -np.inf
-    min_ask_plus_k = np.inf
-    max_bid_minus_k = -np.inf
+    ext = _no_extremes()
     for a in range(m - 1, -1, -1):
         i = rows[a]
         if call:
-            hit = max_bid > ask[i] + PRICE_EPS or (bid[i] + strike[i]) - min_ask_plus_k > PRICE_EPS
+            hit = ext[_MAX_BID] > ask[i] + PRICE_EPS or (bid[i] + strike[i]) - ext[_MIN_ASK_PLUS_K] > PRICE_EPS
         else:
-            hit = bid[i] > min_ask + PRICE_EPS or max_bid_minus_k - (ask[i] - strike[i]) > PRICE_EPS
-        if hit:
-            out[i] = True
-        min_ask = min(min_ask, ask[i])
-        max_bid = max(max_bid, bid[i])
-        min_ask_plus_k = min(min_ask_plus_k, ask[i] + strike[i])
-        max_bid_minus_k = max(max_bid_minus_k, bid[i] - strike[i])
+            hit = bid[i] > ext[_MIN_ASK] + PRICE_EPS or ext[_MAX_BID_MINUS_K] - (ask[i] - strike[i]) > PRICE_EPS
+        out[i] |= hit
+        _absorb(ext, bid[i], ask[i], strike[i])
+
+
+# running extremes of the rows seen so far, in _absorb's order
+_MIN_ASK, _MAX_BID, _MAX_BID_PLUS_K, _MIN_ASK_MINUS_K, _MIN_ASK_PLUS_K, _MAX_BID_MINUS_K = range(6)
+
+
+@njit(cache=True, inline="always")
+def _no_extremes():
+    return np.array([np.inf, -np.inf, -np.inf, np.inf, np.inf, -np.inf])
+
+
+@njit(cache=True, inline="always")
+def _absorb(ext, bid, ask, k):
+    ext[_MIN_ASK] = min(ext[_MIN_ASK], ask)
+    ext[_MAX_BID] = max(ext[_MAX_BID], bid)
+    ext[_MAX_BID_PLUS_K] = max(ext[_MAX_BID_PLUS_K], bid + k)
+    ext[_MIN_ASK_MINUS_K] = min(ext[_MIN_ASK_MINUS_K], ask - k)
+    ext[_MIN_ASK_PLUS_K] = min(ext[_MIN_ASK_PLUS_K], ask + k)
+    ext[_MAX_BID_MINUS_K] = max(ext[_MAX_BID_MINUS_K], bid - k)
 
 
 @njit(cache=True)
