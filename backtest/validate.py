@@ -20,15 +20,16 @@ the order of ``REASONS``. The checks and why each is defined the way it is:
   underlying and day are quarantined, since every moneyness and greek computed from them is wrong.
 - ``underlying_mismatch``: with daily bars given, underlying_price outside the day's [low, high]
   (close where those are missing) widened by ``BAR_TOLERANCE``; all rows of that day.
-- ``vertical_arbitrage`` / ``butterfly_arbitrage``: the row is a leg of a vertical spread or an
-  adjacent-strike butterfly that trades for a riskless profit at bid/ask (buying at the ask,
+- ``vertical_arbitrage`` / ``butterfly_arbitrage`` / ``calendar_arbitrage``: the row is a leg
+  of a vertical spread (any two strikes), an adjacent-strike butterfly, or (American options
+  only) a same-strike calendar that trades for a riskless profit at bid/ask (buying at the ask,
   selling at the bid). All legs go, since the data cannot say which quote is wrong.
 
 Static arbitrage at *mid* prices (verticals, butterflies, and calendars in total variance
 w = iv^2 T) is counted and reported, not quarantined: real quotes with wide spreads break it by
 less than the spread, and such a quote cannot be exploited by a backtest that fills at bid/ask.
-A calendar violation is not quarantined either: a fixed-strike calendar is not an arbitrage for
-European options with dividends, and the implied volatilities at bid and ask are not known here.
+European calendars are only counted: a fixed-strike calendar is not an arbitrage for European
+options with dividends, and the implied volatilities at bid and ask are not known here.
 """
 from __future__ import annotations
 
@@ -51,7 +52,14 @@ from backtest.calendar import trading_days
 from backtest.errors import UserError
 from backtest.schema import CHAIN_SCHEMA, QUARANTINE_SCHEMA, conform
 from backtest.store import DATASET_JSON, Dataset, StoreError, date_to_days, days_to_date, sort_chains
-from backtest.validate_nb import calendar_scan, parity_spots, quote_ticks, strike_grid, strike_scan
+from backtest.validate_nb import (
+    calendar_scan,
+    parity_spots,
+    quote_ticks,
+    strike_grid,
+    strike_scan,
+    tradable_calendars,
+)
 
 REASONS: tuple[str, ...] = (
     "non_finite",
@@ -66,6 +74,7 @@ REASONS: tuple[str, ...] = (
     "underlying_mismatch",
     "vertical_arbitrage",
     "butterfly_arbitrage",
+    "calendar_arbitrage",
 )
 
 REASON_DESCRIPTIONS: dict[str, str] = {
@@ -81,6 +90,7 @@ REASON_DESCRIPTIONS: dict[str, str] = {
     "underlying_mismatch": "underlying_price outside the day's bar range",
     "vertical_arbitrage": "leg of a vertical spread that is a riskless profit at bid/ask",
     "butterfly_arbitrage": "leg of a butterfly that is a riskless profit at bid/ask",
+    "calendar_arbitrage": "American option bid above the ask of a later expiration at the same strike",
 }
 
 MID_CHECKS: tuple[str, ...] = ("vertical", "butterfly", "calendar")
@@ -174,6 +184,7 @@ class _Rows:
     root: np.ndarray
     right: np.ndarray  # 1 call, 0 put, -1 invalid
     style_ok: np.ndarray
+    american: np.ndarray
     expiration: np.ndarray
     strike: np.ndarray
     bid: np.ndarray
@@ -212,7 +223,9 @@ def _prepare(table: pa.Table) -> _Rows:
         1,
         np.where(pc.equal(right_str, "P").to_numpy(zero_copy_only=False), 0, -1),
     ).astype(np.int8)
-    style_ok = pc.is_in(table["style"].cast(pa.string()), pa.array(["A", "E"])).to_numpy(zero_copy_only=False)
+    style = table["style"].cast(pa.string())
+    style_ok = pc.is_in(style, pa.array(["A", "E"])).to_numpy(zero_copy_only=False)
+    american = pc.equal(style, "A").to_numpy(zero_copy_only=False)
     quote_date = table["quote_date"].cast(pa.int32()).to_numpy(zero_copy_only=False)
     expiration = table["expiration"].cast(pa.int32()).to_numpy(zero_copy_only=False)
     strike = _floats(table["strike"])
@@ -230,6 +243,7 @@ def _prepare(table: pa.Table) -> _Rows:
         root=root[order],
         right=right[order],
         style_ok=style_ok[order],
+        american=american[order],
         expiration=expiration[order],
         strike=strike[order],
         bid=_floats(table["bid"])[order],
@@ -412,14 +426,20 @@ def _arbitrage_sorted(rows: _Rows, eligible: np.ndarray) -> StaticArbitrage:
         # two-sided quotes only: a zero-bid option's IV is mostly the rounding of its ask
         usable_iv = eligible & otm & (rows.bid > 0) & (t_years > 0) & (rows.iv > 0) & (rows.iv < MAX_PLAUSIBLE_IV)
     total_variance = np.where(usable_iv, rows.iv**2 * t_years, np.nan)
-    mid_c = calendar_scan(
-        rows.starts("underlying", "quote_date", "root", "right"),
-        rows.expiration, rows.strike, total_variance, CALENDAR_REL_TOLERANCE,
-    )
+    series_starts = rows.starts("underlying", "quote_date", "root", "right")
+    mid_c = calendar_scan(series_starts, rows.expiration, rows.strike, total_variance, CALENDAR_REL_TOLERANCE)
+    # American calendars: the rows of one strike of one chain side by side, by expiration
+    american = np.flatnonzero(eligible & rows.american)
+    chain_of = np.searchsorted(series_starts, american, side="right") - 1
+    perm = np.lexsort((rows.expiration[american], rows.strike[american], chain_of))
+    by_series, chain_sorted, strikes = american[perm], chain_of[perm], rows.strike[american][perm]
+    same_series = np.zeros(len(by_series), bool)
+    same_series[1:] = (chain_sorted[1:] == chain_sorted[:-1]) & (strikes[1:] == strikes[:-1])
+    trade_c = tradable_calendars(by_series, same_series, rows.expiration, rows.bid, rows.ask)
     return StaticArbitrage(
         checked=eligible,
         mid={"vertical": mid_v, "butterfly": mid_b, "calendar": mid_c},
-        tradable={"vertical": trade_v, "butterfly": trade_b},
+        tradable={"vertical": trade_v, "butterfly": trade_b, "calendar": trade_c},
     )
 
 
@@ -497,6 +517,7 @@ def _classify(
     found = _arbitrage_sorted(rows, reasons == 0)
     _assign(reasons, found.tradable["vertical"], "vertical_arbitrage")
     _assign(reasons, found.tradable["butterfly"], "butterfly_arbitrage")
+    _assign(reasons, found.tradable["calendar"], "calendar_arbitrage")
     return _to_input_order(rows, reasons), found, last_days
 
 

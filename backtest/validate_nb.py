@@ -290,3 +290,33 @@ def parity_spots(day_starts, root, is_call, expiration, strike, mid, quoted):
                     c += 1
             r0 = r1
     return out
+
+
+@njit(cache=True)
+def tradable_calendars(rows, same_series, expiration, bid, ask):
+    """Mark rows of a calendar spread of American options that trades for a riskless profit:
+    ``rows`` are sorted by (series, expiration), a series being one strike of one (underlying,
+    quote_date, root, right); ``same_series[a]`` says rows[a] continues rows[a-1]'s series. A
+    later-expiring American option is worth at least as much as an earlier one, so selling the
+    earlier at its bid above the later's ask is an arbitrage (exercise the long leg if assigned)."""
+    out = np.zeros(len(bid), np.bool_)
+    m = len(rows)
+    a = 0
+    while a < m:
+        b = a + 1
+        while b < m and same_series[b]:
+            b += 1
+        max_bid = -np.inf  # over earlier expirations
+        for s in range(a, b):
+            r = rows[s]
+            if max_bid > ask[r] + PRICE_EPS:
+                out[r] = True
+            max_bid = max(max_bid, bid[r])
+        min_ask = np.inf  # over later expirations
+        for s in range(b - 1, a - 1, -1):
+            r = rows[s]
+            if bid[r] > min_ask + PRICE_EPS:
+                out[r] = True
+            min_ask = min(min_ask, ask[r])
+        a = b
+    return out

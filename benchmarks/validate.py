@@ -95,6 +95,7 @@ def _pandas_checks(df: pd.DataFrame) -> dict[str, int]:
     calendar = eligible.groupby(["underlying", "quote_date", "root", "right"], group_keys=False).apply(_calendar)
     assign(eligible.trade_v.reindex(df.index, fill_value=False), "vertical_arbitrage")
     assign(eligible.trade_b.reindex(df.index, fill_value=False), "butterfly_arbitrage")
+    assign(_pandas_american_calendars(eligible).reindex(df.index, fill_value=False), "calendar_arbitrage")
     counts = reason[reason != ""].value_counts().to_dict()
     counts["mid_vertical"] = int(eligible.mid_v.sum())
     counts["mid_butterfly"] = int(eligible.mid_b.sum())
@@ -115,6 +116,14 @@ def _pandas_stale(df: pd.DataFrame) -> pd.Series:
     prev = days.groupby(level="underlying").shift()
     days["stale"] = (days.price == prev.price) & ((days.spot / prev.spot - 1).abs() > STALE_SPOT_MOVE)
     return df.join(days.stale, on=["underlying", "quote_date"]).stale
+
+
+def _pandas_american_calendars(eligible: pd.DataFrame) -> pd.Series:
+    am = eligible[eligible["style"] == "A"].sort_values(["strike", "expiration"])
+    series = am.groupby(["underlying", "quote_date", "root", "right", "strike"])
+    earlier_max_bid = series.bid.transform(lambda x: x.cummax().shift())
+    later_min_ask = series.ask.transform(lambda x: x[::-1].cummin().shift()[::-1])
+    return (earlier_max_bid > am.ask + 1e-9) | (am.bid > later_min_ask + 1e-9)
 
 
 def _tick(day: pd.DataFrame) -> float:

@@ -245,6 +245,20 @@ def test_non_adjacent_tradable_vertical():
     assert reasons_of(r) == {100.0: "vertical_arbitrage", 102.0: "vertical_arbitrage"}
 
 
+def test_tradable_american_calendar_is_quarantined_european_is_not():
+    one_strike = (100.0,)  # no vertical or butterfly to trip first
+    t = pa.concat_tables([chain(expirations=(FRONT,), strikes=one_strike), chain(expirations=(BACK,), strikes=one_strike)])
+    front = where(t, strike=100.0, right="C", expiration=FRONT)[0]
+    back = where(t, strike=100.0, right="C", expiration=BACK)[0]
+    t = set_values(t, front, bid=t["ask"][back].as_py() + 0.10, ask=t["ask"][back].as_py() + 0.20)
+    r = validate_rows(t, source="x")
+    assert r.counts["calendar_arbitrage"] == 2
+    assert sorted(r.quarantined["expiration"].to_pylist()) == [FRONT, BACK]
+    european = t.set_column(t.schema.get_field_index("style"), "style", pa.array(["E"] * t.num_rows))
+    assert not static_arbitrage_violations(european).tradable["calendar"].any()
+    assert validate_rows(european, source="x").quarantined.num_rows == 0
+
+
 def test_mid_violation_inside_the_spread_is_counted_not_quarantined():
     t = chain(expirations=(FRONT,), half_spread=0.5)
     p95 = where(t, strike=95.0, right="P")[0]
@@ -258,8 +272,11 @@ def test_mid_violation_inside_the_spread_is_counted_not_quarantined():
 
 
 def test_calendar_in_total_variance_counted():
-    front = chain(expirations=(FRONT,), vol=0.40)  # front total variance above the back's
-    back = chain(expirations=(BACK,), vol=0.15)
+    # front total variance above the back's; European (SPX-like), so counted, not quarantined
+    front = chain(expirations=(FRONT,), vol=0.40, root="SPX", underlying="SPX")
+    back = chain(expirations=(BACK,), vol=0.15, root="SPX", underlying="SPX")
+    front, back = (x.set_column(x.schema.get_field_index("style"), "style", pa.array(["E"] * x.num_rows))
+                   for x in (front, back))
     r = validate_rows(pa.concat_tables([front, back]), source="x")
     otm_front = np.sum([(s >= 100) if c == "C" else (s <= 100) for s, c in
                         zip(front["strike"].to_pylist(), front["right"].to_pylist())])
@@ -316,6 +333,25 @@ def test_row_accounting_is_exact_under_random_defects():
     together = pa.concat_tables([r.good, r.quarantined.select(CHAIN_SCHEMA.names)])
     key = ["quote_date", "root", "expiration", "right", "strike", "bid", "ask"]
     assert sorted(map(str, together.select(key).to_pylist())) == sorted(map(str, t.select(key).to_pylist()))
+
+
+def test_counts_agree_with_the_pandas_reference_on_noisy_quotes():
+    """The benchmark's plain-pandas implementation of the same checks is an independent oracle."""
+    from benchmarks.validate import _ours_as_counts, _pandas_checks
+
+    rng = np.random.default_rng(1)
+    t = pa.concat_tables([chain(), chain(day=dt.date(2021, 1, 5), spot=101.0)])
+    noise = rng.normal(0, 0.3, t.num_rows)
+    bid = np.maximum(np.round(t["bid"].to_numpy() + noise, 2), 0)
+    ask = np.round(np.maximum(t["ask"].to_numpy() + noise, bid), 2)
+    t = set_values(t, [0, 1], strike=80.5)  # off the $1 grid, and then a duplicate
+    t = t.set_column(t.schema.get_field_index("bid"), "bid", pa.array(bid))
+    t = t.set_column(t.schema.get_field_index("ask"), "ask", pa.array(ask))
+    ours = _ours_as_counts(validate_rows(t, source="x"))
+    reference = {k: v for k, v in _pandas_checks(t.to_pandas()).items() if v}
+    assert {k: v for k, v in ours.items() if v} == reference
+    assert ours["vertical_arbitrage"] > 50 and ours["butterfly_arbitrage"] > 10 and ours["off_grid_strike"] == 1
+    assert ours["duplicate_key"] == 1
 
 
 def test_bad_input_table_is_a_user_error():
