@@ -47,29 +47,30 @@ def make_chains(
     days = trading_days(start, start + dt.timedelta(days=int(n_days * 1.6) + 10))[:n_days]
     shocks = rng.standard_normal(len(days)) * vol / np.sqrt(252) - 0.5 * vol**2 / 252
     path = _f32(np.round(spot * np.exp(np.cumsum(shocks)), 2))
-    frames = []
+    parts = []  # (quote day, dte, strike, is_call, spot) per row, priced in one call below
     for day, s in zip(days, path):
         exps = listed_expirations(day, weekly_horizon_days, horizon_days)
-        exps = [e for e in exps if e > day] + ([day] if day in exps else [])
         center = round(s / strike_step) * strike_step
         strikes = center + strike_step * np.arange(-strikes_each_side, strikes_each_side + 1)
-        strikes = strikes[strikes > 0]
-        e, k, c = np.meshgrid(np.array([(x - day).days for x in exps]), strikes, [True, False], indexing="ij")
-        e, k, c = e.ravel(), k.ravel(), c.ravel()
-        sigma = np.maximum(vol + skew * np.log(k / s), 0.05)
-        g = bs_greeks(c, s, k, np.maximum(e, 0) / 365.0, rate, 0.0, sigma)
-        price = np.where(e > 0, g.price, np.maximum(np.where(c, s - k, k - s), 0.0))
-        delta = np.where(e > 0, g.delta, np.where(np.where(c, s > k, s < k), np.where(c, 1.0, -1.0), 0.0))
-        half = 0.01 + 0.02 * price
-        bid = np.maximum(np.round(price - half, 2), 0.0)
-        ask = np.maximum(np.round(price + half, 2), bid + 0.01)
-        frames.append(pd.DataFrame({
-            "quote_date": day,
-            "expiration": [day + dt.timedelta(days=int(x)) for x in e],
-            "strike": k, "right": np.where(c, "C", "P"), "bid": _f32(bid), "ask": _f32(ask),
-            "delta": _f32(np.round(delta, 4)), "iv": sigma, "underlying_price": s,
-        }))
-    chains = pd.concat(frames, ignore_index=True)
+        e, k, c = np.meshgrid(np.array([(x - day).days for x in exps]), strikes[strikes > 0], [True, False],
+                              indexing="ij")
+        parts.append((np.full(e.size, (day - _EPOCH).days), e.ravel(), k.ravel(), c.ravel(), np.full(e.size, s)))
+    q, e, k, c, s = (np.concatenate(x) for x in zip(*parts))
+    sigma = np.maximum(vol + skew * np.log(k / s), 0.05)
+    g = bs_greeks(c, s, k, np.maximum(e, 0) / 365.0, rate, 0.0, sigma)
+    intrinsic = np.maximum(np.where(c, s - k, k - s), 0.0)
+    price = np.where(e > 0, g.price, intrinsic)
+    delta = np.where(e > 0, g.delta, np.where(intrinsic > 0, np.where(c, 1.0, -1.0), 0.0))
+    half = 0.01 + 0.02 * price
+    bid = np.maximum(np.round(price - half, 2), 0.0)
+    ask = np.maximum(np.round(price + half, 2), bid + 0.01)
+    epoch = np.datetime64("1970-01-01", "D")
+    chains = pd.DataFrame({
+        "quote_date": epoch + q.astype("timedelta64[D]"),
+        "expiration": epoch + (q + e).astype("timedelta64[D]"),
+        "strike": k, "right": np.where(c, "C", "P"), "bid": _f32(bid), "ask": _f32(ask),
+        "delta": _f32(np.round(delta, 4)), "iv": sigma, "underlying_price": s,
+    })
     if missing > 0:
         chains = chains[rng.random(len(chains)) >= missing]
     chains = chains.assign(underlying="TEST", root="TEST", style=style)
