@@ -266,10 +266,11 @@ def _is_number(v: Any) -> bool:
 
 def validate(dna: StructureDNA) -> list[str]:
     """Every problem with the genome (empty when it can be backtested)."""
-    problems = []
+    problems, bad = [], set()
     for name, (low, high, kind) in GENE_BOUNDS.items():
         value = getattr(dna, name)
         if value is None and name in OPTIONAL_GENES:
+            bad.add(name)  # off: no relation to check
             continue
         if kind is int and not _is_int(value):
             problems.append(f"{name}: {value!r} is not an integer")
@@ -277,30 +278,30 @@ def validate(dna: StructureDNA) -> list[str]:
             problems.append(f"{name}: {value!r} is not a number")
         elif not low <= value <= high:
             problems.append(f"{name}: {value!r} outside [{low}, {high}]")
-    if problems:  # the relations below need numbers
-        return problems
-    if dna.front_dte_min > dna.front_dte_max:
-        problems.append(f"front_dte_min ({dna.front_dte_min}) > front_dte_max ({dna.front_dte_max})")
-    if dna.back_dte_min > dna.back_dte_max:
-        problems.append(f"back_dte_min ({dna.back_dte_min}) > back_dte_max ({dna.back_dte_max})")
-    if dna.structure_type in TWO_EXPIRY_TYPES and dna.back_dte_min <= dna.front_dte_max:
-        problems.append(
-            f"back month not after front month: back_dte_min ({dna.back_dte_min}) must exceed "
-            f"front_dte_max ({dna.front_dte_max}) for {dna.structure_type.value}"
-        )
-    if dna.min_iv_percentile > dna.max_iv_percentile:
-        problems.append(
-            f"min_iv_percentile ({dna.min_iv_percentile}) > max_iv_percentile ({dna.max_iv_percentile})"
-        )
-    if dna.dte_exit is not None and dna.dte_exit >= dna.front_dte_min:
-        problems.append(
-            f"dte_exit ({dna.dte_exit}) must be below front_dte_min ({dna.front_dte_min}), "
-            "or every position would exit the day after entry"
-        )
-    if dna.max_position_pct > dna.max_total_risk_pct:
-        problems.append(
-            f"max_position_pct ({dna.max_position_pct}) > max_total_risk_pct ({dna.max_total_risk_pct})"
-        )
+        else:
+            continue
+        bad.add(name)
+
+    def relation(ok: bool, *names: str, message: str) -> None:
+        if not bad.intersection(names) and not ok:
+            problems.append(message)
+
+    d = dna
+    relation(d.front_dte_min <= d.front_dte_max, "front_dte_min", "front_dte_max",
+             message=f"front_dte_min ({d.front_dte_min}) > front_dte_max ({d.front_dte_max})")
+    relation(d.back_dte_min <= d.back_dte_max, "back_dte_min", "back_dte_max",
+             message=f"back_dte_min ({d.back_dte_min}) > back_dte_max ({d.back_dte_max})")
+    relation(d.structure_type not in TWO_EXPIRY_TYPES or d.back_dte_min > d.front_dte_max,
+             "back_dte_min", "front_dte_max",
+             message=f"back month not after front month: back_dte_min ({d.back_dte_min}) must exceed "
+                     f"front_dte_max ({d.front_dte_max}) for {d.structure_type.value}")
+    relation(d.min_iv_percentile <= d.max_iv_percentile, "min_iv_percentile", "max_iv_percentile",
+             message=f"min_iv_percentile ({d.min_iv_percentile}) > max_iv_percentile ({d.max_iv_percentile})")
+    relation(d.dte_exit is None or d.dte_exit < d.front_dte_max, "dte_exit", "front_dte_max",
+             message=f"dte_exit ({d.dte_exit}) must be below front_dte_max ({d.front_dte_max}), "
+                     "or every position would exit the day after entry")
+    relation(d.max_position_pct <= d.max_total_risk_pct, "max_position_pct", "max_total_risk_pct",
+             message=f"max_position_pct ({d.max_position_pct}) > max_total_risk_pct ({d.max_total_risk_pct})")
     if dna.entry_regime is not None:
         if not all(_is_int(r) for r in dna.entry_regime):
             problems.append(f"entry_regime: {list(dna.entry_regime)!r} must be a list of integers")
@@ -330,7 +331,7 @@ def _clamp(value, name):
 def repair(dna: StructureDNA) -> StructureDNA:
     """A valid genome as close to ``dna`` as the rules allow (deterministic, for the search):
     values clamped into bounds, inverted windows swapped, the back window pushed after the
-    front one, dte_exit kept below the front window, per-trade risk kept under the total cap."""
+    front one, dte_exit kept below the front window's end, per-trade risk kept under the total cap."""
     v = {name: _clamp(getattr(dna, name), name) for name in GENE_BOUNDS}
     for lo, hi in (("front_dte_min", "front_dte_max"), ("back_dte_min", "back_dte_max"),
                    ("min_iv_percentile", "max_iv_percentile")):
@@ -340,8 +341,8 @@ def repair(dna: StructureDNA) -> StructureDNA:
         span = v["back_dte_max"] - v["back_dte_min"]
         v["back_dte_min"] = v["front_dte_max"] + 1
         v["back_dte_max"] = min(v["back_dte_min"] + span, GENE_BOUNDS["back_dte_max"][1])
-    if v["dte_exit"] is not None and v["dte_exit"] >= v["front_dte_min"]:
-        v["dte_exit"] = v["front_dte_min"] - 1
+    if v["dte_exit"] is not None and v["dte_exit"] >= v["front_dte_max"]:
+        v["dte_exit"] = v["front_dte_max"] - 1
     v["max_position_pct"] = min(v["max_position_pct"], v["max_total_risk_pct"])
     regimes = dna.entry_regime
     if regimes is not None:
