@@ -303,8 +303,8 @@ def validate(dna: StructureDNA) -> list[str]:
     relation(d.max_position_pct <= d.max_total_risk_pct, "max_position_pct", "max_total_risk_pct",
              message=f"max_position_pct ({d.max_position_pct}) > max_total_risk_pct ({d.max_total_risk_pct})")
     if dna.entry_regime is not None:
-        if not all(_is_int(r) for r in dna.entry_regime):
-            problems.append(f"entry_regime: {list(dna.entry_regime)!r} must be a list of integers")
+        if not isinstance(dna.entry_regime, tuple) or not all(_is_int(r) for r in dna.entry_regime):
+            problems.append(f"entry_regime: {dna.entry_regime!r} must be a list of integers")
         elif not dna.entry_regime:
             problems.append("entry_regime: empty list (use null for all regimes)")
     return problems
