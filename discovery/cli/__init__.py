@@ -16,6 +16,7 @@ from backtest.errors import UserError
 SUBCOMMANDS: dict[str, str] = {
     "data": "discovery.cli.data:data",
     "bench": "discovery.cli.bench:bench",
+    "backtest": "discovery.cli.backtest_cmd:backtest",
     "top": "discovery.cli.top:top",
     "tracking": "discovery.cli.tracking:tracking",
 }
@@ -24,6 +25,7 @@ SUBCOMMANDS: dict[str, str] = {
 SUMMARIES: dict[str, str] = {
     "data": "Create, import, inspect and validate option-chain datasets.",
     "bench": "Run the benchmark suites and report their figures.",
+    "backtest": "Backtest one option structure (DNA) on a dataset and report its metrics.",
     "top": "Show the best structures of a discovery run, read back from MLflow.",
     "tracking": "MLflow tracking maintenance: send spooled results.",
 }
