@@ -60,7 +60,7 @@ from discovery.plots import PayoffLeg
 from discovery.spool import FlushResult, Spool
 
 __all__ = [
-    "ResultsSink", "NullSink", "MlflowSink", "StructureRecord", "PayoffLeg",
+    "ResultsSink", "NullSink", "MlflowSink", "StructureRecord", "PayoffLeg", "payoff_legs",
     "resolve_tracking_uri", "configure_http_timeouts", "DEFAULT_SPOOL_DIR",
 ]
 
@@ -125,6 +125,15 @@ class StructureRecord:
     legs: Sequence[PayoffLeg]
     spot: float
     multiplier: float = 100.0
+
+
+def payoff_legs(trade: Mapping[str, Any], max_legs: int = 4) -> list[PayoffLeg]:
+    """The legs of one row of ``backtest.engine.run(...).trades`` (``leg<i>_right``, ``_qty``
+    per structure unit, ``_strike``, ``_entry_fill``), for :attr:`StructureRecord.legs`."""
+    return [PayoffLeg(trade[f"leg{i}_right"], float(trade[f"leg{i}_strike"]), float(trade[f"leg{i}_qty"]),
+                      float(trade[f"leg{i}_entry_fill"]))
+            for i in range(1, max_legs + 1)
+            if f"leg{i}_right" in trade and trade[f"leg{i}_right"] in ("C", "P")]
 
 
 class ResultsSink(Protocol):

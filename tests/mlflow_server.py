@@ -35,7 +35,9 @@ class MlflowServer:
                  "--backend-store-uri", f"sqlite:///{self.root / 'backend.db'}",
                  "--serve-artifacts", "--artifacts-destination", str(self.root / "artifacts")],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                env={k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
+                env={**{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
+                     # no GenAI job runner (8 extra processes): tracking needs none of it
+                     "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
             )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -27,6 +27,28 @@ def load_dna_text(value: str) -> str:
         raise UserError(f"--dna {value}: cannot read {path}: {exc.strerror}") from None
 
 
+def parse_dna(text: str, rank: int | None):
+    """A DNA object, or one item (``--rank``, default the first) of an ``osd top --json`` list
+    of ``{"rank", "dna", "metrics", ...}`` items."""
+    from backtest.dna import SEED_RESULT_KEYS, StructureDNA
+
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return StructureDNA.from_json(text)  # raises its one-line error
+    if isinstance(data, list):
+        if not data or not all(isinstance(item, dict) and "dna" in item for item in data):
+            raise UserError("--dna: a JSON list must be `osd top --json` output (items with a 'dna' key)")
+        chosen = data[0] if rank is None else next((item for item in data if item.get("rank") == rank), None)
+        if chosen is None:
+            raise UserError(f"--rank {rank}: no such rank in the list (ranks: "
+                            f"{', '.join(str(item.get('rank')) for item in data)})")
+        data = chosen["dna"]
+    elif rank is not None:
+        raise UserError("--rank applies only to an `osd top --json` list")
+    return StructureDNA.from_dict(data, ignore=SEED_RESULT_KEYS)
+
+
 def table_format(path: str, what: str) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in TABLE_FORMATS:
@@ -63,22 +85,23 @@ def _plain(value):
 @click.option("--symbol", required=True, help="Underlying, e.g. SPY.")
 @click.option("--start", help="First day (YYYY-MM-DD); default: first day of the data.")
 @click.option("--end", help="Last day (YYYY-MM-DD); default: last day of the data.")
-@click.option("--dna", "dna_arg", required=True, help="Structure DNA as a JSON object, or @FILE holding one.")
+@click.option("--dna", "dna_arg", required=True,
+              help="Structure DNA as a JSON object, or @FILE holding one (or an `osd top --json` list).")
+@click.option("--rank", type=int, help="With an `osd top --json` list: the structure of this rank (default: the first).")
 @click.option("--fill", type=click.Choice(FILL_MODELS), default="cross", show_default=True,
               help="cross: buy at ask, sell at bid; legs_slippage: ORATS-style share of the width.")
 @click.option("--trades-out", type=click.Path(dir_okay=False), help="Write the trade log (.csv or .parquet).")
 @click.option("--equity-out", type=click.Path(dir_okay=False), help="Write the daily equity curve (.csv or .parquet).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON document.")
-def backtest(data, symbol, start, end, dna_arg, fill, trades_out, equity_out, as_json) -> None:
+def backtest(data, symbol, start, end, dna_arg, rank, fill, trades_out, equity_out, as_json) -> None:
     """Backtest one option structure (DESIGN §4 rules) and print its metrics."""
-    from backtest.dna import SEED_RESULT_KEYS, StructureDNA
     from backtest.engine import run
     from backtest.index import ChainIndex
 
     for path, what in ((trades_out, "--trades-out"), (equity_out, "--equity-out")):
         if path:
             table_format(path, what)  # fail before the run, not after
-    dna = StructureDNA.from_json(load_dna_text(dna_arg), ignore=SEED_RESULT_KEYS)
+    dna = parse_dna(load_dna_text(dna_arg), rank)
     index = ChainIndex.from_dataset(data, symbol, start, end)
     result = run(dna, index, start, end, Costs(fill=fill))
     if trades_out:

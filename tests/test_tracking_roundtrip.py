@@ -1,0 +1,86 @@
+"""`osd top --json` round trip: structures backtested by the real engine are logged through the
+sink, read back with `osd top --json`, and `osd backtest --dna @FILE` reproduces the logged
+lockbox metrics exactly."""
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+from click.testing import CliRunner
+
+from backtest.bs_market import make_chains
+from backtest.costs import Costs
+from backtest.dna import StructureDNA
+from backtest.engine import run
+from backtest.index import ChainIndex
+from backtest.store import DatasetWriter
+from discovery.cli import main
+from discovery.tracking import MlflowSink, StructureRecord, payoff_legs
+
+DNAS = [
+    {"structure_type": "iron_condor", "front_dte_min": 10, "front_dte_max": 30, "dte_exit": 3},
+    {"structure_type": "short_put", "front_dte_min": 14, "front_dte_max": 40, "short_strike_delta": 0.25},
+]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    chains, closes = make_chains(seed=5, n_days=60, strikes_each_side=10)
+    out = tmp_path_factory.mktemp("data") / "ds"
+    with DatasetWriter(out) as writer:
+        writer.write_chains("TEST", pa.Table.from_pandas(chains, preserve_index=False), "part-0")
+        bars = pd.DataFrame({"date": closes.index.date, "close": closes.to_numpy()})
+        writer.write_underlying("TEST", pa.Table.from_pandas(bars, preserve_index=False))
+    return out, closes
+
+
+def record(rank: int, dna: StructureDNA, index: ChainIndex, closes: pd.Series) -> StructureRecord:
+    result = run(dna, index, None, None, Costs())
+    first = result.trades.iloc[0]
+    return StructureRecord(
+        rank=rank, dna=dna.to_dict(), params={"fill": result.fill_model}, in_sample={}, out_of_sample={},
+        lockbox=result.metrics, honesty={}, verdict="no honesty statistics in this test",
+        equity_curve=result.equity, trade_log=result.trades,
+        legs=payoff_legs(first), spot=float(closes.loc[pd.Timestamp(first["entry_date"])]),
+    )
+
+
+def test_top_json_backtests_to_the_logged_metrics(dataset, tmp_path, monkeypatch):
+    data, closes = dataset
+    index = ChainIndex.from_dataset(data, "TEST")
+    structures = [record(rank, StructureDNA.from_dict(d), index, closes) for rank, d in enumerate(DNAS, 1)]
+    assert all(s.trade_log.shape[0] > 0 for s in structures)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    sink = MlflowSink("roundtrip")
+    sink.start({"name": "roundtrip", "data": str(data)})
+    sink.log_generation(0, {"best_fitness": 1.0})
+    sink.finish({"discovered_structures": [s.dna for s in structures]}, pd.DataFrame({"genome": ["a"]}), structures)
+    runner = CliRunner()
+    top = runner.invoke(main, ["top", "--experiment", "roundtrip", "--json"])
+    assert top.exit_code == 0, top.output
+    (tmp_path / "top.json").write_text(top.output)
+    for structure in structures:
+        again = runner.invoke(main, ["backtest", "--data", str(data), "--symbol", "TEST", "--dna",
+                                     f"@{tmp_path / 'top.json'}", "--rank", str(structure.rank), "--json"])
+        assert again.exit_code == 0, again.output
+        replayed = json.loads(again.output)["metrics"]
+        logged = next(item for item in json.loads(top.output) if item["rank"] == structure.rank)["metrics"]
+        numeric = {k: v for k, v in structure.lockbox.items() if isinstance(v, (int, float))}
+        assert numeric
+        for key in numeric:
+            mine, theirs = logged[f"lockbox.{key}"], float(replayed[key])  # non-finite arrive as text
+            assert (math.isnan(mine) and math.isnan(theirs)) or math.isclose(mine, theirs, rel_tol=1e-12), key
+
+
+def test_backtest_rejects_a_bad_top_list(dataset, tmp_path):
+    data, _ = dataset
+    runner = CliRunner()
+    listing = json.dumps([{"rank": 1, "dna": DNAS[0]}])
+    missing = runner.invoke(main, ["backtest", "--data", str(data), "--symbol", "TEST", "--dna", listing, "--rank", "3"])
+    assert missing.exit_code != 0 and "--rank 3: no such rank in the list (ranks: 1)" in missing.output
+    not_top = runner.invoke(main, ["backtest", "--data", str(data), "--symbol", "TEST", "--dna", "[1, 2]"])
+    assert not_top.exit_code != 0 and "osd top --json" in not_top.output
