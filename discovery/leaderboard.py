@@ -18,7 +18,7 @@ from discovery.tracking import (
     DNA_TAG,
     KIND_TAG,
     VERDICT_TAG,
-    configure_http_timeouts,
+    configure_mlflow_client,
     resolve_tracking_uri,
 )
 
@@ -46,7 +46,7 @@ def top_structures(experiment: str, n: int = 10, tracking_uri: str | None = None
 
     if n < 1:
         raise UserError(f"-n must be at least 1, got {n}")
-    configure_http_timeouts()
+    configure_mlflow_client()
     uri = resolve_tracking_uri(tracking_uri)
     _require_local_store(uri)
     client = MlflowClient(uri)

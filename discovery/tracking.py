@@ -2,13 +2,19 @@
 
 The search talks to a :class:`ResultsSink` with plain data only, on the driver:
 
-    sink = MlflowSink(experiment=config["name"])          # or NullSink() for --no-tracking
+    sink = make_sink(config["name"], tracking_uri, enabled=not no_tracking)  # MlflowSink | NullSink
     sink.start(resolved_config)                           # once, before generation 0
     for gen in ...:
         sink.log_generation(gen, {"best_fitness": ..., "mean_fitness": ..., "evaluations": ...,
                                   "evals_per_s": ..., "diversity": ...})
+    structures = [StructureRecord.from_lockbox(rank, lockbox_result, spot_at_first_entry,
+                                               in_sample=..., out_of_sample=..., honesty=...,
+                                               verdict=...) for ...]
     sink.finish(report, evaluations, structures)          # once, after the lockbox
     # or, when the search dies: sink.fail("why")
+
+Every call returns at once (no MLflow call happens on the caller's thread, except that
+``finish``/``fail`` wait for the writer to send everything).
 
 ``report`` is the ``discovered_structures.json`` dict, ``evaluations`` a DataFrame with one row
 per distinct genome evaluated (genes and fold metrics as plain columns), and ``structures`` one
@@ -36,7 +42,7 @@ are merged into one ``log_batch`` call), so a remote server's ~50 ms per call st
 search's critical path. If the server does not answer, the operations stay in the spool and are
 retried every ``retry_interval_s``; the search is never interrupted. ``finish`` keeps trying for
 ``finish_timeout_s`` and then leaves the spool with a message naming ``osd tracking flush --spool
-DIR``. MLflow's HTTP retries are cut (see :func:`configure_http_timeouts`) so an unreachable
+DIR``. MLflow's HTTP retries are cut (see :func:`configure_mlflow_client`) so an unreachable
 server costs seconds, not minutes.
 """
 from __future__ import annotations
@@ -61,7 +67,7 @@ from discovery.spool import FlushResult, Spool
 
 __all__ = [
     "ResultsSink", "NullSink", "MlflowSink", "StructureRecord", "PayoffLeg", "payoff_legs",
-    "resolve_tracking_uri", "configure_http_timeouts", "DEFAULT_SPOOL_DIR",
+    "make_sink", "resolve_tracking_uri", "configure_mlflow_client", "DEFAULT_SPOOL_DIR",
 ]
 
 DEFAULT_SPOOL_DIR = Path("mlflow-spool")
@@ -73,16 +79,19 @@ EXPERIMENT_TAG = "osd.experiment"
 METRIC_PREFIXES = {"in_sample": "is", "out_of_sample": "oos", "lockbox": "lockbox", "honesty": "honesty"}
 
 # MLflow retries an unanswered call 7 times with exponential backoff (minutes) and waits 120 s
-# for an answer; the spool retries on its own, so one short attempt is enough.
-HTTP_DEFAULTS = {
+# for an answer; the spool retries on its own, so one short attempt is enough. And MLflow's
+# client prints two "View run" lines (after one more REST call) for every run it ends; the sink
+# prints one line for the whole discovery instead.
+CLIENT_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
 }
 
 
-def configure_http_timeouts() -> None:
-    """Make an unreachable tracking server fail fast, unless the user set these variables."""
-    for name, value in HTTP_DEFAULTS.items():
+def configure_mlflow_client() -> None:
+    """Fail fast on an unreachable server and print no run URLs, unless the user set these."""
+    for name, value in CLIENT_DEFAULTS.items():
         os.environ.setdefault(name, value)
 
 
@@ -126,6 +135,18 @@ class StructureRecord:
     spot: float
     multiplier: float = 100.0
 
+    @classmethod
+    def from_lockbox(cls, rank: int, lockbox: Any, spot: float, *, in_sample: Mapping[str, float],
+                     out_of_sample: Mapping[str, float], honesty: Mapping[str, Any], verdict: str,
+                     params: Mapping[str, Any] | None = None) -> "StructureRecord":
+        """From the lockbox ``backtest.engine.BacktestResult``: its DNA, metrics, equity curve and
+        trade log; the payoff diagram shows its first trade's legs, entered at ``spot``."""
+        trades = lockbox.trades
+        return cls(rank=rank, dna=lockbox.dna.to_dict(), params={"fill": lockbox.fill_model, **(params or {})},
+                   in_sample=in_sample, out_of_sample=out_of_sample, lockbox=lockbox.metrics,
+                   honesty=honesty, verdict=verdict, equity_curve=lockbox.equity, trade_log=trades,
+                   legs=payoff_legs(trades.iloc[0]) if len(trades) else [], spot=spot)
+
 
 def payoff_legs(trade: Mapping[str, Any], max_legs: int = 4) -> list[PayoffLeg]:
     """The legs of one row of ``backtest.engine.run(...).trades`` (``leg<i>_right``, ``_qty``
@@ -151,6 +172,11 @@ class ResultsSink(Protocol):
 
     def fail(self, reason: str) -> None:
         """Close the run as failed (instead of ``finish``)."""
+
+
+def make_sink(experiment: str, tracking_uri: str | None = None, enabled: bool = True, **options) -> "ResultsSink":
+    """The sink for a ``discover`` command line: ``MlflowSink`` unless ``--no-tracking``."""
+    return MlflowSink(experiment, tracking_uri, **options) if enabled else NullSink()
 
 
 class NullSink:
@@ -340,7 +366,7 @@ class MlflowSink:
         try:
             from mlflow.tracking import MlflowClient
 
-            configure_http_timeouts()
+            configure_mlflow_client()
             uri = resolve_tracking_uri(self.tracking_uri)
             self._spool.set_tracking_uri(uri)
             self.tracking_uri = uri
@@ -379,6 +405,8 @@ class MlflowSink:
                   file=sys.stderr)
         else:
             spool.remove_if_done()
+            print(f"MLflow: experiment {self.experiment!r}, run {self.parent_run_id} at {self.tracking_uri}",
+                  file=sys.stderr)
 
 
 # ---------------------------------------------------------------------- helpers

@@ -18,7 +18,7 @@ from backtest.engine import run
 from backtest.index import ChainIndex
 from backtest.store import DatasetWriter
 from discovery.cli import main
-from discovery.tracking import MlflowSink, StructureRecord, payoff_legs
+from discovery.tracking import MlflowSink, StructureRecord
 
 DNAS = [
     {"structure_type": "iron_condor", "front_dte_min": 10, "front_dte_max": 30, "dte_exit": 3},
@@ -39,13 +39,9 @@ def dataset(tmp_path_factory):
 
 def record(rank: int, dna: StructureDNA, index: ChainIndex, closes: pd.Series) -> StructureRecord:
     result = run(dna, index, None, None, Costs())
-    first = result.trades.iloc[0]
-    return StructureRecord(
-        rank=rank, dna=dna.to_dict(), params={"fill": result.fill_model}, in_sample={}, out_of_sample={},
-        lockbox=result.metrics, honesty={}, verdict="no honesty statistics in this test",
-        equity_curve=result.equity, trade_log=result.trades,
-        legs=payoff_legs(first), spot=float(closes.loc[pd.Timestamp(first["entry_date"])]),
-    )
+    entry = pd.Timestamp(result.trades["entry_date"].iloc[0])
+    return StructureRecord.from_lockbox(rank, result, float(closes.loc[entry]), in_sample={}, out_of_sample={},
+                                        honesty={}, verdict="no honesty statistics in this test")
 
 
 def test_top_json_backtests_to_the_logged_metrics(dataset, tmp_path, monkeypatch):
@@ -53,6 +49,9 @@ def test_top_json_backtests_to_the_logged_metrics(dataset, tmp_path, monkeypatch
     index = ChainIndex.from_dataset(data, "TEST")
     structures = [record(rank, StructureDNA.from_dict(d), index, closes) for rank, d in enumerate(DNAS, 1)]
     assert all(s.trade_log.shape[0] > 0 for s in structures)
+    condor, short_put = (s.legs for s in structures)
+    assert [(leg.right, leg.qty > 0) for leg in short_put] == [("P", False)]
+    assert sorted((leg.right, leg.qty > 0) for leg in condor) == [("C", False), ("C", True), ("P", False), ("P", True)]
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     sink = MlflowSink("roundtrip")

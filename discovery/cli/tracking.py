@@ -25,7 +25,7 @@ def flush(spool_dir: Path, tracking_uri: str | None) -> None:
     from mlflow.tracking import MlflowClient
 
     from discovery.spool import SPOOL_FILE, Spool
-    from discovery.tracking import configure_http_timeouts, resolve_tracking_uri
+    from discovery.tracking import configure_mlflow_client, resolve_tracking_uri
 
     if not spool_dir.is_dir():
         raise UserError(f"no spool folder at {spool_dir}")
@@ -33,7 +33,7 @@ def flush(spool_dir: Path, tracking_uri: str | None) -> None:
         p for p in spool_dir.iterdir() if (p / SPOOL_FILE).exists())
     if not folders:
         raise UserError(f"{spool_dir} holds no tracking spool (no {SPOOL_FILE} in it or its subfolders)")
-    configure_http_timeouts()
+    configure_mlflow_client()
     left = 0
     for folder in folders:
         spool = Spool.open(folder)
