@@ -1,15 +1,35 @@
-"""A real ``mlflow server`` process on 127.0.0.1 for tests: sqlite backend and proxied artifacts
-in a temporary folder, stoppable and restartable on the same port and store."""
+"""MLflow stores for tests: a real ``mlflow server`` process on 127.0.0.1 (sqlite backend and
+proxied artifacts in a temporary folder, stoppable and restartable on the same port and store),
+and fresh local sqlite stores."""
 from __future__ import annotations
 
+import functools
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+
+@functools.cache
+def _empty_sqlite_store() -> Path:
+    from mlflow.tracking import MlflowClient
+
+    path = Path(tempfile.mkdtemp(prefix="mlflow-template-")) / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()  # creates the schema (seconds)
+    return path
+
+
+def fresh_sqlite_store(path: Path) -> str:
+    """A new, empty MLflow sqlite store at ``path`` (a copy of one created once per test
+    process: building the schema costs seconds); returns its tracking URI."""
+    shutil.copy(_empty_sqlite_store(), path)
+    return f"sqlite:///{path}"
 
 
 def free_port() -> int:

@@ -19,7 +19,7 @@ from discovery.cli import main
 from discovery.plots import PayoffLeg, drawdown, payoff_at_expiry
 from discovery.spool import Spool
 from discovery.tracking import MlflowSink, StructureRecord, flatten_params
-from tests.mlflow_server import MlflowServer
+from tests.mlflow_server import MlflowServer, fresh_sqlite_store
 
 GENERATION_KEYS = ("best_fitness", "mean_fitness", "evaluations", "evals_per_s", "diversity")
 PARENT_ARTIFACTS = {"config.yaml", "discovered_structures.json", "evaluations.parquet", "plots"}
@@ -205,7 +205,7 @@ def test_replaying_a_sent_journal_creates_no_duplicates(tmp_path):
     finish(sink)
     copy = tmp_path / "copy"
     shutil.copytree(sink.spool_path, copy)
-    client = MlflowClient(f"sqlite:///{tmp_path / 'store.db'}")
+    client = MlflowClient(fresh_sqlite_store(tmp_path / "store.db"))
     first = Spool.open(sink.spool_path).flush(client)
     # the copy has tried every creation (recorded before sending) but never heard the answers
     attempted = json.loads((sink.spool_path / "runs.json").read_text())["attempted"]
@@ -223,11 +223,12 @@ def test_osd_top_on_the_local_default_store(tmp_path, monkeypatch):
     missing = runner.invoke(main, ["top", "--experiment", "local"])
     assert missing.exit_code != 0 and "no MLflow store" in missing.output
     assert not (tmp_path / "mlflow.db").exists()  # looking did not create an empty store
+    fresh_sqlite_store(tmp_path / "mlflow.db")  # what MLflow would create here, only faster
     sink = MlflowSink("local", spool_dir=tmp_path / "spool")
     sink.start(make_config())
     sink.log_generation(0, generation_metrics(0))
     finish(sink)
-    assert (tmp_path / "mlflow.db").exists()
+    assert sink.tracking_uri == f"sqlite:///{tmp_path / 'mlflow.db'}"
     result = runner.invoke(main, ["top", "--experiment", "local"])
     assert result.exit_code == 0 and result.output.splitlines()[2].split()[0] == "1"
     none_yet = runner.invoke(main, ["top", "--experiment", "Default"])

@@ -19,6 +19,7 @@ from backtest.index import ChainIndex
 from backtest.store import DatasetWriter
 from discovery.cli import main
 from discovery.tracking import MlflowSink, StructureRecord
+from tests.mlflow_server import fresh_sqlite_store
 
 DNAS = [
     {"structure_type": "iron_condor", "front_dte_min": 10, "front_dte_max": 30, "dte_exit": 3},
@@ -54,6 +55,7 @@ def test_top_json_backtests_to_the_logged_metrics(dataset, tmp_path, monkeypatch
     assert sorted((leg.right, leg.qty > 0) for leg in condor) == [("C", False), ("C", True), ("P", False), ("P", True)]
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    fresh_sqlite_store(tmp_path / "mlflow.db")  # the local default store, schema ready
     sink = MlflowSink("roundtrip")
     sink.start({"name": "roundtrip", "data": str(data)})
     sink.log_generation(0, {"best_fitness": 1.0})

@@ -5,12 +5,13 @@ import json
 
 import click
 
-# genes worth a glance in the table, with their short labels; the full DNA is in --json
+# genes worth a glance in the table (the full DNA is in --json): label and format, by gene
 KEY_GENES = (
-    ("front_dte_min", "dte>="), ("front_dte_max", "dte<="),
-    ("back_dte_min", "back>="), ("back_dte_max", "back<="),
-    ("long_strike_delta", "longΔ"), ("short_strike_delta", "shortΔ"),
-    ("spread_width_strikes", "width"),
+    (("front_dte_min", "front_dte_max"), "dte {}-{}"),
+    (("back_dte_min", "back_dte_max"), "back {}-{}"),
+    (("long_strike_delta",), "long Δ{:.2f}"),
+    (("short_strike_delta",), "short Δ{:.2f}"),
+    (("spread_width_strikes",), "width {}"),
 )
 # (column, child-run metric) shown in the table
 METRIC_COLUMNS = (
@@ -20,8 +21,12 @@ METRIC_COLUMNS = (
 
 
 def _genes(dna: dict) -> str:
-    return " ".join(f"{label}{dna[key]:g}" if isinstance(dna[key], (int, float)) else f"{label}{dna[key]}"
-                    for key, label in KEY_GENES if key in dna)
+    """The key genes this structure type uses (``backtest.dna.relevant_genes``)."""
+    from backtest.dna import relevant_genes
+
+    used = relevant_genes(dna["structure_type"])
+    return " ".join(text.format(*(dna[name] for name in names))
+                    for names, text in KEY_GENES if all(name in used and name in dna for name in names))
 
 
 @click.command()
