@@ -246,6 +246,14 @@ def test_osd_top_bad_input_fails_fast_with_one_line():
     assert zero.exit_code != 0 and "-n must be at least 1" in zero.output
 
 
+def test_tracking_flush_bad_input(tmp_path):
+    runner = CliRunner()
+    missing = runner.invoke(main, ["tracking", "flush", "--spool", str(tmp_path / "nope")])
+    assert missing.exit_code != 0 and f"no spool folder at {tmp_path / 'nope'}" in missing.output
+    empty = runner.invoke(main, ["tracking", "flush", "--spool", str(tmp_path)])
+    assert empty.exit_code != 0 and "holds no tracking spool" in empty.output
+
+
 def test_payoff_at_expiry_of_an_iron_condor():
     legs = make_structure(1).legs  # credit = 1.6 + 1.5 - 0.9 - 0.8 = 1.4 per share
     pnl = payoff_at_expiry(legs, np.array([370.0, 383.0, 400.0, 417.0, 430.0]))
