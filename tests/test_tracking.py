@@ -233,6 +233,14 @@ def test_osd_top_on_the_local_default_store(tmp_path, monkeypatch):
     assert result.exit_code == 0 and result.output.splitlines()[2].split()[0] == "1"
     none_yet = runner.invoke(main, ["top", "--experiment", "Default"])
     assert none_yet.exit_code != 0 and "no finished discovery run" in none_yet.output
+    # a later run that reports nothing: top reads the latest run and says so
+    empty = MlflowSink("local", spool_dir=tmp_path / "spool")
+    empty.start(make_config())
+    empty.finish({"discovered_structures": []}, pd.DataFrame({"genome": []}), [])
+    latest = runner.invoke(main, ["top", "--experiment", "local"])
+    assert latest.exit_code == 0 and "reported no structures" in latest.output
+    earlier = runner.invoke(main, ["top", "--experiment", "local", "--run", sink.parent_run_id, "--json"])
+    assert [item["rank"] for item in json.loads(earlier.output)] == [1, 2]
 
 
 def test_osd_top_bad_input_fails_fast_with_one_line():
