@@ -18,7 +18,9 @@ Every call returns at once (no MLflow call happens on the caller's thread, excep
 
 ``report`` is the ``discovered_structures.json`` dict, ``evaluations`` a DataFrame with one row
 per distinct genome evaluated (genes and fold metrics as plain columns), and ``structures`` one
-:class:`StructureRecord` per reported structure.
+:class:`StructureRecord` per reported structure. Names the readers rely on: the fitness plot
+draws every generation metric whose name contains ``fitness``; ``osd top`` shows ``sharpe`` of
+``out_of_sample`` and ``lockbox``, and ``dsr`` and ``pbo`` of ``honesty``.
 
 MLflow layout (DESIGN §7). Experiment ``experiment`` (created once). One parent run (tag
 ``osd.kind=discovery``): params = the resolved config flattened to dotted keys (values longer than
