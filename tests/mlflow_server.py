@@ -48,6 +48,8 @@ class MlflowServer:
 
     def start(self, timeout_s: float = 90.0) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
+        if not (self.root / "backend.db").exists():
+            fresh_sqlite_store(self.root / "backend.db")
         mlflow_cli = Path(sys.executable).with_name("mlflow")
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
