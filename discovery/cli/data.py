@@ -9,6 +9,7 @@ from discovery.cli import LazyGroup
 
 DATA_COMMANDS: dict[str, str] = {
     "info": "discovery.cli.data:info",
+    "import": "discovery.cli.data_import:import_",
 }
 
 
