@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from backtest.errors import UserError
 from backtest.importers import common
@@ -85,6 +85,11 @@ class Mapping(BaseModel):
     date_format: str | None = None
     iv_scale: float = 1.0
     rights: dict[str, Literal["C", "P"]] | None = None
+
+    @field_validator("underlying")
+    @classmethod
+    def _symbol(cls, value: str | None) -> str | None:
+        return value.strip().lstrip("^").upper() if value else value
 
     @model_validator(mode="after")
     def _underlying_given(self) -> "Mapping":
@@ -183,7 +188,7 @@ class GenericFormat(common.CsvFormat):
         if "underlying" in v:
             underlying = common.clean_symbol(raw.column(v["underlying"]))
         else:
-            underlying = pa.array([m.underlying.upper()] * n, pa.string())
+            underlying = pa.array([m.underlying] * n, pa.string())
         common.check_single_underlying(state, underlying, first_line)
         for key in ("quote_date", "expiration"):
             common.require_values(col(key), state.label, first_line, v[key], "a date")

@@ -65,7 +65,7 @@ class RateSchedule:
         for name, values in (("rate", rates), ("dividend_yield", yields)):
             bad = np.flatnonzero(~np.isfinite(values) | (np.abs(values) > 1.0))
             if len(bad):
-                raise UserError(f"{path} line {bad[0] + 2}: {name} {values[bad[0]]!r} is not a decimal annual "
+                raise UserError(f"{path} line {bad[0] + 2}: {name} {float(values[bad[0]])} is not a decimal annual "
                                 "rate between -1 and 1 (write 2% as 0.02)")
         order = np.argsort(days, kind="stable")
         dupes = np.flatnonzero(np.diff(days[order]) == 0)

@@ -204,7 +204,8 @@ def _parse_dates(table: pa.Table, plan: CsvPlan, label: str, first_line: int) ->
     return table
 
 
-_CONVERSION = re.compile(r"In CSV column #(\d+): CSV conversion error to ([^:]+): invalid value '(.*)'$", re.S)
+# pyarrow may or may not say "Row #N"; the line is found by re-scanning either way
+_CONVERSION = re.compile(r"In CSV column #(\d+): (?:Row #\d+: )?CSV conversion error to ([^:]+): invalid value '(.*)'$", re.S)
 
 
 def _locate_bad_value(path: Path, member: str | None, plan: CsvPlan, exc: pa.ArrowInvalid) -> str:
