@@ -1,6 +1,7 @@
 """Filling in (or recomputing) implied volatility and greeks on canonical chain rows.
 
-The volatility of a row is the vendor's where it has a positive one, else the engine's implied
+The volatility of a row is the vendor's where it has a positive one (0 or below counts as
+missing), else the engine's implied
 volatility of the mid price; ``recompute=True`` always uses the engine's. Greeks the vendor
 left empty (or all of them with ``recompute``) are computed at that volatility with
 Black-Scholes-Merton (see backtest.pricing for American-style options). Time to expiry is
@@ -25,6 +26,10 @@ def _floats(table: pa.Table, name: str) -> np.ndarray:
 def add_greeks(chain: pa.Table, rates: RateSchedule, recompute: bool = False) -> pa.Table:
     if chain.num_rows == 0:
         return chain
+    iv_col = chain.column("iv")
+    if pc.any(pc.less_equal(iv_col, 0.0)).as_py():  # a vendor IV of 0 (or -1...) is no IV
+        iv_col = pc.if_else(pc.greater(iv_col, 0.0), iv_col, None)
+        chain = chain.set_column(chain.schema.get_field_index("iv"), "iv", iv_col)
     names = ("iv", *GREEKS)
     if recompute:
         todo = np.ones(chain.num_rows, dtype=bool)
@@ -43,7 +48,7 @@ def add_greeks(chain: pa.Table, rates: RateSchedule, recompute: bool = False) ->
     rate, div = rates.lookup(quote)
     vendor_iv = _floats(rows, "iv")
     iv = vendor_iv.copy()
-    engine = np.ones(len(iv), dtype=bool) if recompute else ~(vendor_iv > 0)
+    engine = np.ones(len(iv), dtype=bool) if recompute else np.isnan(vendor_iv)
     if engine.any():
         mid = 0.5 * (_floats(rows, "bid") + _floats(rows, "ask"))
         iv[engine] = pricing.bs_implied_vol(is_call[engine], mid[engine], spot[engine], strike[engine],
