@@ -6,7 +6,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import pytest
 from click.testing import CliRunner
 
 from backtest.importers import FormatSpec

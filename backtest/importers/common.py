@@ -7,6 +7,7 @@ failing; structural fields (dates, right, underlying) that are empty are an erro
 """
 from __future__ import annotations
 
+import abc
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from backtest.importers.source import ImportFileError, input_label
+from backtest.importers.source import CsvLayout, ImportFileError, input_label, read_csv_batches
 from backtest.schema import CHAIN_SCHEMA
 
 # Cash-settled index option classes with European exercise; everything else is taken as American
@@ -138,22 +139,21 @@ def chain_table(n: int, columns: dict[str, pa.Array | pa.ChunkedArray | None]) -
     return pa.Table.from_arrays(arrays, schema=CHAIN_SCHEMA)
 
 
-class CsvFormat:
+class CsvFormat(abc.ABC):
     """A CSV vendor format: a layout plus a function from one parsed block to canonical rows."""
 
-    name: str = ""
-    description: str = ""
-    layout = None
+    name: str
+    description: str
+    layout: CsvLayout
 
+    @abc.abstractmethod
     def to_chain(self, raw: pa.Table, state: FileState, first_line: int) -> pa.Table:
-        raise NotImplementedError
+        """Canonical chain rows from one parsed block whose first row is on `first_line`."""
 
-    def records_per_row(self) -> int:
-        return 1
+    def file_state(self, path: str | Path, member: str | None) -> FileState:
+        return FileState(input_label(path, member))
 
     def chunks(self, path: str | Path, member: str | None = None) -> Iterator[Chunk]:
-        from backtest.importers.source import read_csv_batches
-
-        state = FileState(input_label(path, member))
+        state = self.file_state(path, member)
         for raw, line in read_csv_batches(path, self.layout, f"--format {self.name}", member):
             yield Chunk(self.to_chain(raw, state, line), line, raw.num_rows)

@@ -46,7 +46,6 @@ from backtest.importers.source import (
     detect_date_format,
     input_label,
     parse_date_column,
-    read_csv_batches,
 )
 
 F64 = pa.float64()
@@ -133,14 +132,16 @@ class GenericFormat(common.CsvFormat):
             date_format=mapping.date_format,
         )
 
+    def file_state(self, path: str | Path, member: str | None) -> common.FileState:
+        return common.FileState(input_label(path, member), self.mapping.underlying)
+
     def chunks(self, path: str | Path, member: str | None = None) -> Iterator[common.Chunk]:
         name = member or str(path)
         kind = self.mapping.file_type or ("parquet" if name.endswith((".parquet", ".pq")) else "csv")
-        state = common.FileState(input_label(path, member), self.mapping.underlying)
         if kind == "csv":
-            for raw, line in read_csv_batches(path, self.layout, "the --mapping columns", member):
-                yield common.Chunk(self.to_chain(raw, state, line), line, raw.num_rows)
+            yield from super().chunks(path, member)
             return
+        state = self.file_state(path, member)
         if member is not None:
             raise ImportFileError(f"{state.label}: Parquet inside a zip archive is not supported; unzip it first")
         for raw, row in self._parquet_batches(Path(path), state.label):

@@ -18,13 +18,12 @@ and theta per calendar day, IV as a decimal.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
 
 from backtest.importers import common
-from backtest.importers.source import DATE, CsvLayout, ImportFileError, input_label, read_csv_batches
+from backtest.importers.source import DATE, CsvLayout, ImportFileError, input_label
 
 F64 = pa.float64()
 _SIDE_FIELDS = {"BID": "bid", "ASK": "ask", "LAST": "last", "VOLUME": "volume", "IV": "iv",
@@ -60,10 +59,8 @@ class OptionsDxFormat(common.CsvFormat):
         normalise=_normalise,
     )
 
-    def chunks(self, path: str | Path, member: str | None = None) -> Iterator[common.Chunk]:
-        state = common.FileState(input_label(path, member), underlying_from_name(member or path))
-        for raw, line in read_csv_batches(path, self.layout, f"--format {self.name}", member):
-            yield common.Chunk(self.to_chain(raw, state, line), line, raw.num_rows)
+    def file_state(self, path: str | Path, member: str | None) -> common.FileState:
+        return common.FileState(input_label(path, member), underlying_from_name(member or path))
 
     def to_chain(self, raw: pa.Table, state: common.FileState, first_line: int) -> pa.Table:
         for name in ("QUOTE_DATE", "EXPIRE_DATE"):

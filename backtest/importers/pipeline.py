@@ -39,7 +39,7 @@ from backtest.importers import FormatSpec
 from backtest.importers.greeks import add_greeks
 from backtest.importers.rates import RateSchedule
 from backtest.importers.source import ImportFileError, input_label, zip_members
-from backtest.schema import BAR_SCHEMA, CHAIN_SCHEMA, QUARANTINE_SCHEMA, conform
+from backtest.schema import BAR_SCHEMA, QUARANTINE_SCHEMA, conform
 from backtest.store import DATASET_JSON, Dataset, DatasetWriter, StoreError, atomic_write_json, sort_chains
 
 _SUFFIXES = (".gz", ".zip", ".csv", ".txt", ".parquet", ".pq")
@@ -243,10 +243,11 @@ def refresh_meta(root: Path, meta: dict) -> dict:
     files themselves (Parquet footers and the quarantine reasons), so they stay exact across
     appends and re-imports."""
     meta = dict(meta)
-    underlyings = {}
+    underlyings = dict(meta.get("underlyings", {}))
     for udir in sorted((root / "chains").glob("underlying=*")):
         files = sorted(p for p in udir.glob("year=*/*.parquet") if not p.name.startswith("."))
-        underlyings[udir.name.split("=", 1)[1]] = _chain_stats(files)
+        symbol = udir.name.split("=", 1)[1]
+        underlyings[symbol] = {**underlyings.get(symbol, {}), **_chain_stats(files)}
     meta["underlyings"] = underlyings
     reasons: dict[str, int] = {}
     qfiles = sorted(p for p in (root / "quarantine").glob("*.parquet") if not p.name.startswith("."))
