@@ -43,6 +43,10 @@ from backtest.schema import BAR_SCHEMA, QUARANTINE_SCHEMA, conform
 from backtest.store import DATASET_JSON, Dataset, DatasetWriter, StoreError, atomic_write_json, sort_chains
 
 _SUFFIXES = (".gz", ".zip", ".csv", ".txt", ".parquet", ".pq")
+# dictionary pages only where values repeat (floats rarely do); zstd level 1 writes ~2x faster
+# than the default level for files as small or smaller
+PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 1,
+                   "use_dictionary": ["quote_date", "underlying", "root", "expiration", "right", "style"]}
 
 
 @dataclass(frozen=True)
@@ -144,7 +148,7 @@ class _PartWriter:
         for (u, year), tables in self.chains.items():
             path = self.staging / "chains" / f"underlying={u}" / f"year={year}" / f"{self.part}.parquet"
             path.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(sort_chains(pa.concat_tables(tables)), path, compression="zstd")
+            pq.write_table(sort_chains(pa.concat_tables(tables)), path, **PARQUET_OPTIONS)
             self.files.append(path)
         by_part: dict[tuple[str, int], list[tuple[int, float]]] = {}
         for (u, days), close in self.closes.items():
