@@ -2,7 +2,9 @@
 
 Each input file is one task (:func:`import_file`, run in a worker process or a Ray task): it
 streams the file block by block, fills in IV and greeks (backtest.importers.greeks), validates
-each block with one call to ``backtest.validate.validate_rows`` and writes its output parts into
+each block of whole quote days with one call to ``backtest.validate.validate_rows`` (the
+previous call's last days passed on, so a stale underlying is caught across the days of a file;
+checks across files, e.g. a stale price in the next day's file, are ``osd data validate``'s) and writes its output parts into
 a staging directory: chain rows per (file, year) as ``chains/underlying=U/year=Y/<part>.parquet``
 (sorted as DESIGN §3.1 requires), one underlying bar per quote date as
 ``underlyings/underlying=U/<part>-<year>.parquet`` (close = the file's underlying price on that
@@ -36,11 +38,13 @@ import pyarrow.parquet as pq
 
 from backtest.errors import UserError
 from backtest.importers import FormatSpec
+from backtest.importers.common import Chunk
 from backtest.importers.greeks import add_greeks
 from backtest.importers.rates import RateSchedule
 from backtest.importers.source import ImportFileError, input_label, zip_members
 from backtest.schema import BAR_SCHEMA, QUARANTINE_SCHEMA, conform
 from backtest.store import DATASET_JSON, Dataset, DatasetWriter, StoreError, atomic_write_json, sort_chains
+from backtest.validate import validate_rows
 
 _SUFFIXES = (".gz", ".zip", ".csv", ".txt", ".parquet", ".pq")
 # dictionary pages only where values repeat (floats rarely do); zstd level 1 writes ~2x faster
@@ -70,6 +74,7 @@ class FileReport:
     input_rows: int  # option rows read
     imported: int
     quarantined: dict[str, int]  # reason -> rows
+    mid_violations: dict[str, int]  # static arbitrage at mid prices: counted, not quarantined
     files: tuple[str, ...]  # staged files, relative to the staging directory
 
 
@@ -81,6 +86,7 @@ class ImportSummary:
     input_rows: int = 0
     imported: int = 0
     quarantined: dict[str, int] = field(default_factory=dict)
+    mid_violations: dict[str, int] = field(default_factory=dict)
 
     @property
     def quarantined_rows(self) -> int:
@@ -91,8 +97,8 @@ class ImportSummary:
         self.input_records += report.input_records
         self.input_rows += report.input_rows
         self.imported += report.imported
-        for reason, n in report.quarantined.items():
-            self.quarantined[reason] = self.quarantined.get(reason, 0) + n
+        _add_counts(self.quarantined, report.quarantined)
+        _add_counts(self.mid_violations, report.mid_violations)
 
 
 def part_name(path: str | Path) -> str:
@@ -103,10 +109,37 @@ def part_name(path: str | Path) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "part"
 
 
-def _validate(chain: pa.Table, source: str):
-    from backtest.validate import validate_rows
-
-    return validate_rows(chain, source=source)
+def whole_days(chunks: Iterable[Chunk], label: str) -> Iterator[tuple[pa.Table, int]]:
+    """Re-cut parse blocks so that each holds whole quote days, since validation checks a day's
+    rows together (duplicates, spreads): the rows of a block's last quote date wait for the next
+    block. Yields (rows, CSV records read since the previous yield). A file must keep each quote
+    date's rows together; a date that comes back after others is an error naming its line."""
+    pending: pa.Table | None = None
+    done: set[int] = set()
+    records = 0
+    for chunk in chunks:
+        days = chunk.chain.column("quote_date").cast(pa.int32()).to_numpy(zero_copy_only=False)
+        records += chunk.input_records
+        if not len(days):
+            continue
+        back = np.isin(days, np.fromiter(done, np.int32, len(done)))
+        if back.any():
+            row = int(np.flatnonzero(back)[0])
+            raise ImportFileError(
+                f"{label} line {chunk.first_line + row % chunk.input_records}: quote date "
+                f"{dt.date(1970, 1, 1) + dt.timedelta(days=int(days[row]))} appears again after other dates; "
+                "expected each quote date's rows together (sort the file by quote date)")
+        table = chunk.chain if pending is None else pa.concat_tables([pending, chunk.chain])
+        all_days = table.column("quote_date").cast(pa.int32()).to_numpy(zero_copy_only=False)
+        last = days[-1]
+        pending = table.filter(pa.array(all_days == last))
+        ready = all_days != last
+        if ready.any():
+            done.update(int(d) for d in np.unique(all_days[ready]))
+            yield table.filter(pa.array(ready)), records
+            records = 0
+    if pending is not None:
+        yield pending, records
 
 
 class _PartWriter:
@@ -173,27 +206,36 @@ def import_file(task: FileTask) -> FileReport:
     writer = _PartWriter(staging, task.part)
     records = rows = imported = 0
     quarantined: dict[str, int] = {}
+    mid_violations: dict[str, int] = {}
     try:
         for member in members:
             label = input_label(path.name, member)
-            for chunk in fmt.chunks(path, member):
-                chain = add_greeks(chunk.chain, task.rates, task.recompute_greeks)
-                result = _validate(chain, label)
+            previous_days = None  # lets the stale-underlying check look across days of the file
+            for chain, n_records in whole_days(fmt.chunks(path, member), input_label(path, member)):
+                chain = add_greeks(chain, task.rates, task.recompute_greeks)
+                result = validate_rows(chain, source=label, previous_days=previous_days)
+                previous_days = result.last_days
                 writer.write_chain(result.good)
                 writer.write_quarantine(result.quarantined)
-                records += chunk.input_records
+                records += n_records
                 rows += chain.num_rows
                 imported += result.good.num_rows
-                for reason, n in result.counts.items():
-                    quarantined[reason] = quarantined.get(reason, 0) + int(n)
+                _add_counts(quarantined, result.counts)
+                _add_counts(mid_violations, result.mid_violations)
     finally:
         writer.close()
     if imported + sum(quarantined.values()) != rows:
         raise RuntimeError(f"{path}: row accounting broken: {imported} imported + "
                            f"{sum(quarantined.values())} quarantined != {rows} read")
     underlyings = tuple(sorted({u for u, _ in writer.chains} | {u for u, _ in writer.closes}))
-    return FileReport(str(path), task.part, underlyings, records, rows, imported, quarantined,
+    return FileReport(str(path), task.part, underlyings, records, rows, imported, quarantined, mid_violations,
                       tuple(str(f.relative_to(staging)) for f in writer.files))
+
+
+def _add_counts(total: dict[str, int], counts: dict[str, int]) -> None:
+    for key, n in counts.items():
+        if n:
+            total[key] = total.get(key, 0) + int(n)
 
 
 # --------------------------------------------------------------------------- executors
@@ -266,7 +308,8 @@ def _record(meta: dict, reports: list[FileReport], source: dict) -> None:
     imports = meta.setdefault("imports", {})
     for r in reports:
         imports[r.part] = {"file": Path(r.path).name, "format": source["format"], "input_rows": r.input_rows,
-                           "imported": r.imported, "quarantined": r.quarantined}
+                           "imported": r.imported, "quarantined": r.quarantined,
+                           "mid_violations": r.mid_violations}
     if source not in meta["sources"]:
         meta["sources"].append(source)
 

@@ -70,7 +70,8 @@ def import_(inputs, fmt, out, mapping, quotes, recompute_greeks, rate, dividend_
                                recompute_greeks=recompute_greeks, executor=run, progress=progress)
     report = {"out": summary.out, "files": summary.files, "input_records": summary.input_records,
               "input_rows": summary.input_rows, "imported": summary.imported,
-              "quarantined": summary.quarantined_rows, "quarantine_reasons": summary.quarantined}
+              "quarantined": summary.quarantined_rows, "quarantine_reasons": summary.quarantined,
+              "mid_arbitrage_rows": summary.mid_violations}
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
@@ -78,3 +79,5 @@ def import_(inputs, fmt, out, mapping, quotes, recompute_greeks, rate, dividend_
                f"{summary.imported:,} imported, {summary.quarantined_rows:,} quarantined")
     for reason, n in sorted(summary.quarantined.items()):
         click.echo(f"  quarantined {reason}: {n:,}")
+    for check, n in sorted(summary.mid_violations.items()):
+        click.echo(f"  static arbitrage at mid prices (counted, kept) {check}: {n:,}")
