@@ -32,7 +32,7 @@ def _single_core() -> None:
     pa.set_io_thread_count(1)
 
 
-def _import_rate(files: list[Path], tmp: Path) -> tuple[float, int, str]:
+def _import_rate(files: list[Path], tmp: Path):
     from backtest.importers import FormatSpec
     from backtest.importers.pipeline import import_files
     from backtest.importers.rates import RateSchedule
@@ -41,7 +41,7 @@ def _import_rate(files: list[Path], tmp: Path) -> tuple[float, int, str]:
     import_files(files[:1], tmp / "warm", FormatSpec("long"), RateSchedule.constant(RATE, DIV))  # JIT/cache load
     t0 = time.perf_counter()
     summary = import_files(files, out, FormatSpec("long"), RateSchedule.constant(RATE, DIV))
-    return summary.input_rows / (time.perf_counter() - t0), summary.input_rows, str(out)
+    return summary.input_rows / (time.perf_counter() - t0), summary, str(out)
 
 
 def _pandas_rate(files: list[Path], tmp: Path) -> float:
@@ -119,7 +119,7 @@ def run(quick: bool) -> dict:
     files = files[:5] if quick else files
     tmp = Path(tempfile.mkdtemp(prefix="bench-importers-"))
     try:
-        ours, rows, store = _import_rate(files, tmp)
+        ours, summary, store = _import_rate(files, tmp)
         pandas = _pandas_rate(files, tmp)
         spx = _iv_inputs_from_store(store)
         spx_rate, spx_nan = _kernel_rate(spx)
@@ -129,7 +129,9 @@ def run(quick: bool) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
     return {
         "files": len(files),
-        "rows": rows,
+        "rows": summary.input_rows,
+        "imported": summary.imported,
+        "quarantined": dict(sorted(summary.quarantined.items())),
         "import_rows_per_s_per_core": round(ours),
         "pandas_csv_to_parquet_rows_per_s": round(pandas),
         "import_vs_pandas": round(ours / pandas, 2),

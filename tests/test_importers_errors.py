@@ -131,3 +131,29 @@ def test_rates_file_is_checked(tmp_path):
     assert list(rate) == [0.024, 0.025, 0.024] and list(div) == [0.018, 0.019, 0.018]
     with pytest.raises(UserError, match="starts on 2019-01-02, after quote date 2018-12-31"):
         schedule.lookup(np.array(["2018-12-31"], dtype="datetime64[D]").astype(int))
+
+
+def _day_chunks(tmp_path, day_order, split):
+    """Chunks cut at `split` rows from a long file whose rows come in `day_order` (3 per day)."""
+    from backtest.importers.common import Chunk
+    from backtest.importers.long import LongFormat
+
+    text = "\n".join([HEADER, *(r.replace("04/25/2019", d) for d in day_order for r in ROWS)]) + "\n"
+    (tmp_path / "days.csv").write_text(text)
+    (table, _), = [(c.chain, c.first_line) for c in LongFormat().chunks(tmp_path / "days.csv")]
+    bounds = [0, *split, table.num_rows]
+    return [Chunk(table.slice(a, b - a), 2 + a, b - a) for a, b in zip(bounds, bounds[1:])]
+
+
+def test_blocks_are_recut_into_whole_quote_days(tmp_path):
+    from backtest.importers.pipeline import whole_days
+
+    chunks = _day_chunks(tmp_path, ["04/25/2019", "04/26/2019", "04/29/2019"], [2, 4, 5])
+    out = list(whole_days(chunks, "days.csv"))
+    assert [t.num_rows for t, _ in out] == [3, 3, 3]
+    assert [sorted({str(d) for d in t.column("quote_date").to_pylist()}) for t, _ in out] == [
+        ["2019-04-25"], ["2019-04-26"], ["2019-04-29"]]
+    assert sum(n for _, n in out) == 9
+    chunks = _day_chunks(tmp_path, ["04/25/2019", "04/26/2019", "04/25/2019"], [3, 6])
+    with pytest.raises(ImportFileError, match=r"days\.csv line 8: quote date 2019-04-25 appears again after other dates"):
+        list(whole_days(chunks, "days.csv"))
