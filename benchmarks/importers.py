@@ -3,7 +3,8 @@
 * CSV -> Parquet: ``import_files`` (parse, canonical rows, IV/greeks fill, validation, sorted
   Parquet parts, atomic commit) on the real SPX 2019 sample (58 gzipped daily files, 809,782
   rows; quick: 5 files) in one process with one thread, against pandas.read_csv + to_parquet of
-  the same files.
+  the same files (which does only the first and last of those steps), with the rate of each
+  stage on its own.
 * Implied volatility: the numba kernel on one thread over the SPX sample's mid prices (and over
   uniformly random inputs), against scipy.optimize.brentq per option on a sample.
 """
@@ -42,6 +43,38 @@ def _import_rate(files: list[Path], tmp: Path):
     t0 = time.perf_counter()
     summary = import_files(files, out, FormatSpec("long"), RateSchedule.constant(RATE, DIV))
     return summary.input_rows / (time.perf_counter() - t0), summary, str(out)
+
+
+def _stage_rates(files: list[Path]) -> dict[str, int]:
+    """Rows per second of each stage of the import, run one after the other on the same files."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from backtest.importers.greeks import add_greeks
+    from backtest.importers.long import LongFormat
+    from backtest.importers.pipeline import PARQUET_OPTIONS, whole_days
+    from backtest.importers.rates import RateSchedule
+    from backtest.store import sort_chains
+    from backtest.validate import validate_rows
+
+    rates, fmt = RateSchedule.constant(RATE, DIV), LongFormat()
+    spent = dict.fromkeys(["parse_and_canonical", "iv_and_greeks", "validation", "sort_and_parquet"], 0.0)
+    rows = 0
+    sink = tempfile.NamedTemporaryFile(suffix=".parquet")
+    for f in files:
+        t0 = time.perf_counter()
+        days = [t for t, _ in whole_days(fmt.chunks(f), f.name)]
+        t1 = time.perf_counter()
+        days = [add_greeks(t, rates) for t in days]
+        t2 = time.perf_counter()
+        good = [validate_rows(t, source=f.name).good for t in days]
+        t3 = time.perf_counter()
+        pq.write_table(sort_chains(pa.concat_tables(good)), sink.name, **PARQUET_OPTIONS)
+        t4 = time.perf_counter()
+        for key, dt_ in zip(spent, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            spent[key] += dt_
+        rows += sum(t.num_rows for t in days)
+    return {key: round(rows / v) for key, v in spent.items()}
 
 
 def _pandas_rate(files: list[Path], tmp: Path) -> float:
@@ -121,6 +154,7 @@ def run(quick: bool) -> dict:
     try:
         ours, summary, store = _import_rate(files, tmp)
         pandas = _pandas_rate(files, tmp)
+        stages = _stage_rates(files)
         spx = _iv_inputs_from_store(store)
         spx_rate, spx_nan = _kernel_rate(spx)
         random_rate, _ = _kernel_rate(_random_inputs(200_000 if quick else 2_000_000))
@@ -135,6 +169,7 @@ def run(quick: bool) -> dict:
         "import_rows_per_s_per_core": round(ours),
         "pandas_csv_to_parquet_rows_per_s": round(pandas),
         "import_vs_pandas": round(ours / pandas, 2),
+        "import_stage_rows_per_s": stages,
         "iv_per_s_per_core_spx_mids": round(spx_rate),
         "iv_spx_nan_share": round(spx_nan, 4),
         "iv_per_s_per_core_random": round(random_rate),
