@@ -13,6 +13,7 @@ from numba import njit, prange
 
 _SQRT2 = math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_SQRT_2PI = math.sqrt(2.0 * math.pi)
 
 
 @njit(cache=True, inline="always")
@@ -174,6 +175,7 @@ def normalised_implied_vol(beta: float, x: float) -> float:
     if use_log:
         # lower branch: ln b is close to linear in 1/s^2 there
         s = math.sqrt(2.0 * x * x / (-x - 4.0 * math.log(beta / b_c)))
+        s = max(s, _SQRT_2PI * beta)
     else:
         s = -2.0 * _norm_ppf((e_half_x - beta) / (e_half_x - b_c) * norm_cdf(-0.5 * s_c))
     lo, hi = 0.0, _S_MAX
