@@ -103,7 +103,7 @@ def bs_greeks_array(is_call, s, k, t, r, q, sigma, out_price, out_delta, out_gam
 # bounds (below the forward intrinsic value, at or above the forward/strike) give NaN.
 
 _IV_MAX_ITER = 64
-_IV_CONVERGED = 1e-7
+_IV_CONVERGED = 1e-5
 _IV_BRACKET_TOL = 1e-15
 _S_MAX = 50.0  # total volatility sigma*sqrt(T) above which a price is indistinguishable from its bound
 
