@@ -229,7 +229,8 @@ def read_csv_batches(
 ) -> Iterator[tuple[pa.Table, int]]:
     """Yield (table of normalised, typed columns, file line of its first row) per parse block.
 
-    Date columns come back as date32, text columns dictionary-encoded. Only the layout's known, non-ignored columns are read.
+    Date columns come back as date32, text columns dictionary-encoded. Only the layout's known,
+    non-ignored columns are read.
     """
     path = Path(path)
     label = input_label(path, member)
