@@ -182,3 +182,24 @@ def test_vendor_quotes_are_validated_and_counted(tmp_path):
     assert Dataset(tmp_path / "ds").meta["quarantine"]["rows"] == 1
     assert list(summary.quarantined.values()) == [1]
     assert np.all(pc.equal(q.column("source"), "spx.csv").to_numpy(zero_copy_only=False))
+
+
+def test_cli_with_worker_processes_and_a_rates_file(tmp_path):
+    from click.testing import CliRunner
+
+    from discovery.cli import main
+
+    files = []
+    for day in ("04/25/2019", "04/26/2019"):
+        f = tmp_path / f"spx_{day[3:5]}.csv"
+        f.write_text(LONG.replace("04/25/2019", day))
+        files.append(str(f))
+    rates = tmp_path / "rates.csv"
+    rates.write_text("date,rate,dividend_yield\n2019-04-01,0.02,0.01\n")
+    result = CliRunner().invoke(main, ["data", "import", "--format", "long", *files, "--out", str(tmp_path / "p"),
+                                       "--workers", "2", "--rates", str(rates), "--json"])
+    assert result.exit_code == 0, result.output
+    serial = _import([files[0], files[1]], tmp_path / "s", FormatSpec("long"))  # constant 2% / 1%
+    assert serial.imported == 6
+    assert Dataset(tmp_path / "p").read_chains("SPX").equals(Dataset(tmp_path / "s").read_chains("SPX"))
+    assert Dataset(tmp_path / "p").meta["sources"][0]["rates"] == "rates file rates.csv"
