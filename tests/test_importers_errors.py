@@ -157,3 +157,11 @@ def test_blocks_are_recut_into_whole_quote_days(tmp_path):
     chunks = _day_chunks(tmp_path, ["04/25/2019", "04/26/2019", "04/25/2019"], [3, 6])
     with pytest.raises(ImportFileError, match=r"days\.csv line 8: quote date 2019-04-25 appears again after other dates"):
         list(whole_days(chunks, "days.csv"))
+
+
+def test_a_short_row_names_its_line(tmp_path):
+    bad = tmp_path / "short.csv"
+    bad.write_text(_body(ROWS[0], ROWS[1].rsplit(",", 1)[0], ROWS[2]))
+    with pytest.raises(ImportFileError, match=r"short\.csv line 3: Expected 17 columns, got 16"):
+        import_files([bad], tmp_path / "ds", FormatSpec("long"), RATES)
+    assert not (tmp_path / "ds").exists()

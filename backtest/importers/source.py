@@ -208,6 +208,9 @@ def _parse_dates(table: pa.Table, plan: CsvPlan, label: str, first_line: int) ->
 _CONVERSION = re.compile(r"In CSV column #(\d+): (?:Row #\d+: )?CSV conversion error to ([^:]+): invalid value '(.*)'$", re.S)
 
 
+_PARSE_ROW = re.compile(r"CSV parse error: Row #(\d+): (.*)", re.S)
+
+
 def _locate_bad_value(path: Path, member: str | None, plan: CsvPlan, exc: pa.ArrowInvalid) -> str:
     """Turn pyarrow's conversion error into 'line N: column C: value V is not T'."""
     m = _CONVERSION.search(str(exc))
@@ -253,6 +256,8 @@ def read_csv_batches(
     except pa.ArrowInvalid as exc:
         if "conversion error" in str(exc):
             raise ImportFileError(f"{label} {_locate_bad_value(path, member, plan, exc)}") from None
-        raise ImportFileError(f"{label} after line {line}: {exc}") from None
+        row = _PARSE_ROW.search(str(exc))  # pyarrow numbers file lines, header included
+        where = f"line {row.group(1)}: {row.group(2)}" if row else f"after line {line}: {exc}"
+        raise ImportFileError(f"{label} {where}") from None
     except (OSError, EOFError) as exc:
         raise ImportFileError(f"{label} after line {line}: {_io_reason(exc)}") from None
