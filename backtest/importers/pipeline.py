@@ -1,24 +1,25 @@
 """The import pipeline: vendor files -> validated canonical rows -> the store, atomically.
 
-Each input file is one task (:func:`import_file`, run in a worker process or a Ray task): it
-streams the file block by block, fills in IV and greeks (backtest.importers.greeks), validates
-each block of whole quote days with one call to ``backtest.validate.validate_rows`` (the
-previous call's last days passed on, so a stale underlying is caught across the days of a file;
-checks across files, e.g. a stale price in the next day's file, are ``osd data validate``'s) and writes its output parts into
-a staging directory: chain rows per (file, year) as ``chains/underlying=U/year=Y/<part>.parquet``
-(sorted as DESIGN §3.1 requires), one underlying bar per quote date as
-``underlyings/underlying=U/<part>-<year>.parquet`` (close = the file's underlying price on that
-date, first value seen; open/high/low/volume empty), and quarantined rows as
-``quarantine/<part>.parquet``. ``<part>`` is derived from the input file name, so importing the
-same file again replaces its parts (idempotent) and a new file adds parts (append).
+Each input file is one task (:func:`import_file`, run in a worker process or a Ray task). It
+streams the file block by block, fills in IV and greeks (backtest.importers.greeks) and
+validates each block of whole quote days with one call to ``backtest.validate.validate_rows``,
+passing on the previous call's last days so that a stale underlying is caught across the days
+of a file (checks across files, such as a stale price in the next day's file, are left to
+``osd data validate``). It writes its parts into a staging directory: chain rows per
+(file, year) as ``chains/underlying=U/year=Y/<part>.parquet`` (sorted as DESIGN §3.1
+requires), one underlying bar per quote date as ``underlyings/underlying=U/<part>-<year>.parquet``
+(close = the file's underlying price on that date, first value seen; open/high/low/volume
+empty), and quarantined rows as ``quarantine/<part>.parquet``. ``<part>`` is derived from the
+input file name, so importing the same file again replaces its parts (idempotent) and a new
+file adds parts (append).
 
 Only when every task has succeeded are the staged parts moved into the store (a new store via
 backtest.store.DatasetWriter, an existing one by renaming each part into place and then
 rewriting dataset.json atomically); a failure removes the staging directory and leaves the
 store as it was. Row accounting is checked per file: imported + quarantined == rows read.
 
-Memory per worker is bounded by one parse block plus the largest (file, year) part, which is
-sorted in memory before it is written.
+Memory per worker is bounded by one parse block, one quote day held back between blocks, and
+the largest (file, year) part, which is sorted in memory before it is written.
 """
 from __future__ import annotations
 
@@ -47,8 +48,8 @@ from backtest.store import DATASET_JSON, Dataset, DatasetWriter, StoreError, ato
 from backtest.validate import validate_rows
 
 _SUFFIXES = (".gz", ".zip", ".csv", ".txt", ".parquet", ".pq")
-# dictionary pages only where values repeat (floats rarely do); zstd level 1 writes ~2x faster
-# than the default level for files as small or smaller
+# dictionary pages only where values repeat (floats rarely do); zstd level 1 writes faster than
+# the default level, and with those dictionaries the files come out smaller too
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 1,
                    "use_dictionary": ["quote_date", "underlying", "root", "expiration", "right", "style"]}
 
