@@ -627,12 +627,14 @@ def test_discover_entry_resumes_only_from_a_checkpoint(tmp_path, has_checkpoint)
     out_dir = tmp_path / "runs" / "demo"
     out_dir.mkdir(parents=True)
     (out_dir / "run.log").write_text("not a checkpoint\n")
+    (out_dir / "previous").mkdir()
+    (out_dir / "previous" / "checkpoint.json").write_text("{}")  # only OUT_DIR itself counts
     if has_checkpoint:
         (out_dir / "checkpoint.json").write_text("{}")
     result = subprocess.run(["bash", str(K8S / "discover-entry.sh"), "--print", "configs/demo.yaml",
                              str(out_dir), "--seed", "7"], capture_output=True, text=True, check=True)
     command = result.stdout.split()
     assert command[:3] == ["python", "-m", "discovery"]
-    assert command[3:] == ["discover", "--config", "configs/demo.yaml", "--out", str(out_dir),
+    assert command[3:] == ["discover", "--config", str(REPO / "configs" / "demo.yaml"), "--out", str(out_dir),
                            "--executor", "ray", "--address", "auto",
                            *(["--resume", str(out_dir)] if has_checkpoint else []), "--seed", "7"]
