@@ -8,8 +8,12 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d "${TMPDIR:-/tmp}/osd-image-check.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/osd"
-(cd "$repo" && git ls-files -z --cached --others --exclude-standard \
-    | xargs -0 -I{} sh -c 'test -e "{}" && cp --parents "{}" "$0"' "$work/osd")
+(
+    cd "$repo"
+    git ls-files -z --cached --others --exclude-standard | while IFS= read -r -d '' file; do
+        if [ -e "$file" ]; then cp --parents "$file" "$work/osd"; fi
+    done
+)
 start=$(date +%s)
 "$work/osd/k8s/install.sh" "$work/osd" "$work/venv" "$work/numba-cache"
 echo "image-check: install steps passed in $(( $(date +%s) - start )) s" \

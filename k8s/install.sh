@@ -27,7 +27,7 @@ pip=("$venv/bin/python" -m pip --no-cache-dir --disable-pip-version-check)
 "${pip[@]}" install --quiet --upgrade pip
 # The `server` extra adds the MLflow server's PostgreSQL driver and S3 client, so the same
 # image runs the Ray nodes and the MLflow tracking server.
-"${pip[@]}" install --quiet --constraint "$project/k8s/constraints.txt" --editable "$project[server]"
+"${pip[@]}" install --quiet --constraint "$project/k8s/constraints.txt" --editable "${project}[server]"
 "${pip[@]}" check
 
 # Byte-compile now: a read-only root filesystem cannot take __pycache__ at run time.
