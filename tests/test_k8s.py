@@ -28,7 +28,8 @@ K8S = REPO / "k8s"
 OVERLAYS = ("dev", "prod")
 # Overlays whose Ray head schedules no tasks (it runs the driver, GCS and the dashboard only).
 HEAD_WITHOUT_TASKS = {"prod"}
-KUBERNETES_VERSION = kubernetes_validate.latest_version()
+# The oldest Kubernetes the manifests support, and the newest the validator knows.
+KUBERNETES_VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
 
 # KubeRay's rules (ray-operator/controllers/ray/utils/validation.go, v1.7) that the CRD schema
 # cannot express.
@@ -70,10 +71,11 @@ def core_violations(docs: list[dict], overlay: str) -> list[str]:
     for doc in docs:
         if doc["apiVersion"].startswith("ray.io/"):
             continue
-        try:
-            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
-        except kubernetes_validate.ValidationError as error:
-            found.append(f"{label(doc)}: {error.message} at {list(error.path)}")
+        for version in KUBERNETES_VERSIONS:
+            try:
+                kubernetes_validate.validate(doc, version, strict=True)
+            except kubernetes_validate.ValidationError as error:
+                found.append(f"{label(doc)} (Kubernetes {version}): {error.message} at {list(error.path)}")
     return found
 
 
