@@ -48,8 +48,11 @@ def _group_bounds(*keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _chain_year(table: pa.Table, price_tol: float, variance_rel_tol: float) -> dict:
     """Counts and per-day surface figures of one block of whole days."""
     a = chain_arrays(table)
+    if len(a.roots) > 1:  # e.g. SPX and SPXW share expirations: each trading class is its own chain
+        order = np.lexsort((a.strike, ~a.is_call, a.expiration, a.root, a.quote_date))
+        a = type(a)(**{f: (v[order] if isinstance(v, np.ndarray) else v) for f, v in vars(a).items()})
     mid = np.where((a.bid >= 0) & (a.ask >= a.bid), 0.5 * (a.bid + a.ask), np.nan)
-    starts, ends = _group_bounds(a.quote_date, a.expiration)
+    starts, ends = _group_bounds(a.quote_date, a.root, a.expiration)
     t, fwd, w_atm, put25, call25 = nb.expiry_points(
         starts, ends, a.quote_date, a.expiration, a.strike, a.is_call, mid, a.iv, a.delta,
         a.underlying_price, 0.25)
@@ -166,7 +169,8 @@ def underlying_stats(ds: Dataset, symbol: str, price_tol: float = 0.01, variance
 
 
 def dataset_stats(path: str, symbol: str | None = None, **tolerances) -> dict:
-    """Figures for every underlying of the dataset at `path` (or only `symbol`)."""
+    """Figures for every underlying of the dataset at `path` (or only `symbol`); tolerances:
+    price_tol (dollars), variance_rel_tol (relative)."""
     ds = Dataset(path)
     symbols = [symbol] if symbol else ds.underlyings
     if symbol and symbol not in ds.underlyings:

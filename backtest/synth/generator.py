@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from dataclasses import asdict
 from itertools import groupby
@@ -245,6 +246,14 @@ def generator_params(symbols, start, end, seed, mode, plants, model, quotes) -> 
     }
 
 
+def requested_params(symbols, start, end, seed, mode, plants=(), model=MarketModel(), quotes=QuoteModel()) -> dict:
+    """The ``generator`` entry dataset.json would hold for these arguments (JSON-normalised),
+    so a caller can tell whether an existing dataset already is the market it wants."""
+    days = trading_days(to_date(start, "--start"), to_date(end, "--end"))
+    params = generator_params(parse_symbols(symbols), days[0], days[-1], int(seed), mode, tuple(plants), model, quotes)
+    return json.loads(json.dumps(params))
+
+
 def synthesize(
     out: str | Path,
     symbols: str | Sequence[str] = ("SPY",),
@@ -280,6 +289,8 @@ def synthesize(
         raise UserError("--mode planted needs --plant FILE (the mispricings to plant)")
     if mode == "null" and plants:
         raise UserError("--plant cannot be used with --mode null (use --mode planted: null plus plants)")
+    if Path(out).exists() and not Path(out).is_dir():
+        raise UserError(f"--out: {out} is a file, expected a dataset directory")
     days = trading_days(start_d, end_d)
     if not days:
         raise UserError(f"no trading days between {start_d} and {end_d}")

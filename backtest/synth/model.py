@@ -69,14 +69,14 @@ class MarketModel:
     p_calm_to_stressed: float = 0.1 / 0.9 / 60.0
     p_stressed_to_calm: float = 1.0 / 60.0
     # diffusive variance levels (vol_scale^2 applied) and dynamics
-    variance_level: tuple[float, float] = (0.125**2, 0.245**2)
+    variance_level: tuple[float, float] = (0.13**2, 0.25**2)
     variance_reversion: tuple[float, float] = (5.0, 10.0)
-    vol_of_vol: tuple[float, float] = (0.30, 0.55)
+    vol_of_vol: tuple[float, float] = (0.20, 0.45)
     spot_vol_correlation: float = -0.7
     # share of the gap to the stressed level closed at once when stress starts
     stress_entry_variance_jump: tuple[float, float] = (0.3, 0.8)
     # physical drift (equity premium over r - q) per regime
-    excess_drift: tuple[float, float] = (0.08, -0.30)
+    excess_drift: tuple[float, float] = (0.08, -0.45)
     # jumps: intensity per year, mean and sd of the log size, variance kick per jump
     jump_intensity: tuple[float, float] = (0.5, 4.0)
     jump_mean: tuple[float, float] = (-0.02, -0.04)
@@ -86,7 +86,7 @@ class MarketModel:
     implied_long_run_variance: float = 0.17**2
     implied_reversion: float = 2.0
     # variance risk premium in vol points: a base plus a share of the excess over calm vol
-    vrp_base: float = 0.025
+    vrp_base: float = 0.03
     vrp_stress_share: float = 0.15
     # SSVI skew (power-law phi = eta * theta^-gamma); gamma <= 1/2, eta (1 + |rho|) <= 2
     ssvi_rho: float = -0.7
@@ -111,11 +111,11 @@ class QuoteModel:
     medium_band: float = 0.15
     fine_max_dte: int = 70  # far expirations list only the medium and coarse steps
     # strike range: this many standard deviations (ATM vol * sqrt(T)) each side, within bounds
-    range_sd_put: float = 3.5
-    range_sd_call: float = 2.5
+    range_sd_put: float = 3.0
+    range_sd_call: float = 2.0
     range_min: float = 0.04
-    range_max_put: float = 0.5
-    range_max_call: float = 0.3
+    range_max_put: float = 0.4
+    range_max_call: float = 0.25
     # bid/ask width = max(tick, (abs + rel * price) * moneyness * dte * vol multipliers)
     width_abs: float = 0.02
     width_rel: float = 0.015

@@ -16,12 +16,14 @@ from backtest.errors import UserError
 SUBCOMMANDS: dict[str, str] = {
     "data": "discovery.cli.data:data",
     "bench": "discovery.cli.bench:bench",
+    "demo": "discovery.cli.demo:demo",
 }
 
 # one-line summaries shown by `osd --help` without importing the subcommand modules
 SUMMARIES: dict[str, str] = {
     "data": "Create, import, inspect and validate option-chain datasets.",
     "bench": "Run the benchmark suites and report their figures.",
+    "demo": "Synthesize the demo market (realistic SPY with a planted edge) and show it.",
 }
 
 

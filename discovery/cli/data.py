@@ -9,6 +9,8 @@ from discovery.cli import LazyGroup
 
 DATA_COMMANDS: dict[str, str] = {
     "info": "discovery.cli.data:info",
+    "synth": "discovery.cli.synth:synth",
+    "stats": "discovery.cli.stats:stats",
 }
 
 
