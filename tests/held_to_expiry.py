@@ -1,5 +1,11 @@
-"""Test helper: P&L of simple option trades held to expiration at mid, and a t-statistic of
-their mean that accounts for overlapping holding periods (Newey-West)."""
+"""Test helper: P&L of simple option trades held to expiration at mid, optionally delta-hedged
+every day, and a t-statistic of their mean that accounts for overlapping holding periods.
+
+Delta-hedging with the chain's delta on the underlying's martingale increments
+(S[t+1] - S[t] * exp((r - q) dt)) adds a zero-mean term whatever the hedge ratio, so it leaves
+the expected P&L unchanged while removing most of its path noise: the mean stays the quantity
+under test (zero when fair) and the test gains power.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -7,8 +13,9 @@ import pandas as pd
 import pyarrow.compute as pc
 
 from backtest.store import Dataset
+from backtest.synth import profile_for
 
-RATE = 0.03  # the synthetic SPY profile's rate (backtest.synth.model.SymbolProfile)
+PROFILE = profile_for("SPY")
 
 
 def newey_west_t(x: np.ndarray, lags: int) -> float:
@@ -22,60 +29,71 @@ def newey_west_t(x: np.ndarray, lags: int) -> float:
     return float(x.mean() / np.sqrt(var / n))
 
 
-def _chain_frame(path, dte_min: int, dte_max: int) -> tuple[pd.DataFrame, pd.Series]:
-    ds = Dataset(path)
-    t = ds.read_chains("SPY", columns=["quote_date", "expiration", "strike", "right", "bid", "ask",
-                                         "delta", "underlying_price"])
-    dte = pc.days_between(t["quote_date"], t["expiration"])
-    t = t.append_column("dte", dte).filter(pc.and_(pc.greater_equal(dte, dte_min), pc.less_equal(dte, dte_max)))
-    df = t.to_pandas()
-    df["mid"] = 0.5 * (df["bid"] + df["ask"])
-    bars = ds.read_underlying("SPY").to_pandas()
-    close = pd.Series(bars["close"].to_numpy(), index=pd.to_datetime(bars["date"]))
-    df["quote_date"] = pd.to_datetime(df["quote_date"])
-    df["expiration"] = pd.to_datetime(df["expiration"])
-    regimes = ds.read_regimes("SPY").to_pandas()
-    df = df.merge(regimes.assign(date=pd.to_datetime(regimes["date"])).rename(columns={"date": "quote_date"}),
-                  on="quote_date", how="left")
-    return df, close
+class Market:
+    """The columns the helpers need, for options with DTE up to max_dte, as pandas."""
 
+    def __init__(self, path, max_dte: int = 45):
+        ds = Dataset(path)
+        t = ds.read_chains("SPY", columns=["quote_date", "expiration", "strike", "right", "bid", "ask", "delta",
+                                             "vega", "underlying_price"])
+        dte = pc.days_between(t["quote_date"], t["expiration"])
+        t = t.append_column("dte", dte).filter(pc.less_equal(dte, max_dte))
+        df = t.to_pandas()
+        df["mid"] = 0.5 * (df["bid"] + df["ask"])
+        regimes = ds.read_regimes("SPY").to_pandas().rename(columns={"date": "quote_date"})
+        self.chain = df.merge(regimes, on="quote_date", how="left")
+        bars = ds.read_underlying("SPY").to_pandas()
+        self.close = pd.Series(bars["close"].to_numpy(), index=bars["date"])
 
-def _nearest_expiry(df: pd.DataFrame, target_dte: int) -> pd.DataFrame:
-    dist = (df["dte"] - target_dte).abs()
-    best = dist.groupby(df["quote_date"]).transform("min")
-    chosen = df[dist == best]
-    first = chosen.groupby("quote_date")["expiration"].transform("min")
-    return chosen[chosen["expiration"] == first]
+    def entries(self, right: str, target_dte: int) -> pd.DataFrame:
+        """Rows of `right` on each day's expiration nearest target_dte (earlier on ties)."""
+        df = self.chain[(self.chain["right"] == right) & (self.chain["dte"] >= target_dte - 10)
+                        & (self.chain["dte"] <= target_dte + 10)]
+        dist = (df["dte"] - target_dte).abs()
+        df = df[dist == dist.groupby(df["quote_date"]).transform("min")]
+        return df[df["expiration"] == df.groupby("quote_date")["expiration"].transform("min")]
 
+    def settle(self, trades: pd.DataFrame, right: str) -> pd.Series:
+        """Discounted payoff at the expiration close of the `right` option at each trade's strike."""
+        settle = self.close.reindex(trades["expiration"]).to_numpy()
+        sign = 1.0 if right == "C" else -1.0
+        return np.exp(-PROFILE.rate * trades["dte"] / 365.0) * np.maximum(sign * (settle - trades["strike"]), 0.0)
 
-def _settle(trades: pd.DataFrame, close: pd.Series) -> pd.DataFrame:
-    trades = trades[trades["expiration"] <= close.index[-1]].copy()
-    trades["settle"] = close.reindex(trades["expiration"]).to_numpy()
-    trades["discount"] = np.exp(-RATE * trades["dte"] / 365.0)
-    return trades.sort_values("quote_date")
+    def hedge_gain(self, trades: pd.DataFrame, right: str) -> np.ndarray:
+        """Sum over each trade's life of delta[t] x the martingale increment of the underlying:
+        the P&L of holding `delta` shares of a long option's hedge (negate to hedge a long)."""
+        legs = trades[["quote_date", "expiration", "strike"]].reset_index(drop=True).rename(columns={"quote_date": "entry"})
+        legs["trade"] = np.arange(len(legs))
+        marks = self.chain[self.chain["right"] == right][["quote_date", "expiration", "strike", "delta"]]
+        path = legs.merge(marks, on=["expiration", "strike"])
+        path = path[(path["quote_date"] >= path["entry"]) & (path["quote_date"] < path["expiration"])]
+        days = self.close.index
+        nxt = pd.Series(days[1:], index=days[:-1])
+        path = path[path["quote_date"].isin(nxt.index)]
+        s0 = self.close.reindex(path["quote_date"]).to_numpy()
+        d1 = nxt.reindex(path["quote_date"]).to_numpy()
+        s1 = self.close.reindex(d1).to_numpy()
+        gap = np.array([(b - a).days for a, b in zip(path["quote_date"], d1)]) / 365.0
+        carry = np.exp((PROFILE.rate - PROFILE.div_yield) * gap)
+        gain = path["delta"].to_numpy() * (s1 - s0 * carry)
+        return np.bincount(path["trade"].to_numpy(), weights=gain, minlength=len(legs))
 
+    def _done(self, trades: pd.DataFrame) -> pd.DataFrame:
+        return trades[trades["expiration"] <= self.close.index[-1]].sort_values("quote_date").copy()
 
-def straddle_pnl(path, target_dte: int = 30) -> pd.DataFrame:
-    """Long ATM straddle (strike nearest spot) on the expiration nearest target_dte, every day."""
-    df, close = _chain_frame(path, target_dte - 10, target_dte + 10)
-    df = _nearest_expiry(df, target_dte)
-    pairs = df.pivot_table(index=["quote_date", "expiration", "strike", "dte", "underlying_price", "regime"],
-                           columns="right", values="mid").dropna().reset_index()
-    pairs = pairs.loc[(pairs["strike"] - pairs["underlying_price"]).abs().groupby(pairs["quote_date"]).idxmin()]
-    trades = _settle(pairs, close)
-    payoff = (trades["settle"] - trades["strike"]).abs()
-    trades["pnl"] = trades["discount"] * payoff - (trades["C"] + trades["P"])
-    return trades
+    def straddles(self, target_dte: int = 30) -> pd.DataFrame:
+        """Long ATM straddle (strike nearest spot with both rights) every day; pnl and hedged_pnl."""
+        calls, puts = self.entries("C", target_dte), self.entries("P", target_dte)
+        both = calls.merge(puts[["quote_date", "strike", "mid"]], on=["quote_date", "strike"], suffixes=("_c", "_p"))
+        both = self._done(both.loc[(both["strike"] - both["underlying_price"]).abs().groupby(both["quote_date"]).idxmin()])
+        both["pnl"] = self.settle(both, "C") + self.settle(both, "P") - both["mid_c"] - both["mid_p"]
+        both["hedged_pnl"] = both["pnl"] - self.hedge_gain(both, "C") - self.hedge_gain(both, "P")
+        return both
 
-
-def short_option_pnl(path, right: str, abs_delta: float, target_dte: int = 30) -> pd.DataFrame:
-    """Short the `right` option with |delta| nearest abs_delta on the expiration nearest
-    target_dte, every day; P&L = premium at mid - discounted payoff."""
-    df, close = _chain_frame(path, target_dte - 10, target_dte + 10)
-    df = _nearest_expiry(df[df["right"] == right], target_dte)
-    df = df.loc[(df["delta"].abs() - abs_delta).abs().groupby(df["quote_date"]).idxmin()]
-    trades = _settle(df, close)
-    sign = 1.0 if right == "C" else -1.0
-    payoff = np.maximum(sign * (trades["settle"] - trades["strike"]), 0.0)
-    trades["pnl"] = trades["mid"] - trades["discount"] * payoff
-    return trades
+    def short_options(self, right: str, abs_delta: float, target_dte: int = 30) -> pd.DataFrame:
+        """Short the option with |delta| nearest abs_delta every day; pnl and hedged_pnl."""
+        df = self.entries(right, target_dte)
+        df = self._done(df.loc[(df["delta"].abs() - abs_delta).abs().groupby(df["quote_date"]).idxmin()])
+        df["pnl"] = df["mid"] - self.settle(df, right)
+        df["hedged_pnl"] = df["pnl"] + self.hedge_gain(df, right)
+        return df

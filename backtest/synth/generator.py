@@ -214,7 +214,7 @@ class SymbolMarket:
             "bid": out["bid"], "ask": out["ask"],
             "last": pa.array(np.round(mid, 2), mask=volume == 0),
             "volume": volume.astype(np.int64), "open_interest": open_interest,
-            "iv": out["iv"], "delta": out["delta"], "gamma": out["gamma"], "theta": out["theta"],
+            "iv": pa.array(out["iv"], mask=np.isnan(out["iv"])), "delta": out["delta"], "gamma": out["gamma"], "theta": out["theta"],
             "vega": out["vega"], "underlying_price": np.round(self.close[day], 2),
         })
 

@@ -86,7 +86,7 @@ class MarketModel:
     implied_long_run_variance: float = 0.17**2
     implied_reversion: float = 2.0
     # variance risk premium in vol points: a base plus a share of the excess over calm vol
-    vrp_base: float = 0.03
+    vrp_base: float = 0.025
     vrp_stress_share: float = 0.15
     # SSVI skew (power-law phi = eta * theta^-gamma); gamma <= 1/2, eta (1 + |rho|) <= 2
     ssvi_rho: float = -0.7

@@ -15,7 +15,7 @@ import click
 
 REPO = Path(__file__).resolve().parents[2]
 PLANT_FILE = REPO / "configs" / "planted_example.yaml"
-DEMO_MARKET = {"symbols": ("SPY",), "start": "2019-01-01", "end": "2023-12-31", "seed": 7, "mode": "realistic"}
+DEMO_MARKET = {"symbols": ("SPY",), "start": "2019-01-01", "end": "2023-12-31", "seed": 2, "mode": "realistic"}
 
 
 @dataclass
