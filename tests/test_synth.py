@@ -50,9 +50,10 @@ def test_realistic_listing_and_quotes(realistic_market):
     assert all(14 <= e.day <= 21 and e.weekday() in (3, 4) for e in monthlies) and len(monthlies) >= 10
     # strike grid: $1 near the money, wider away from it
     near = day[(day["expiration"] == expirations[3]) & (day["right"] == "C")]["strike"].to_numpy()
-    gaps_near = np.diff(near[np.abs(near / spot - 1) < 0.04])
-    gaps_far = np.diff(near[near / spot - 1 > 0.16])
-    assert set(gaps_near) == {1.0} and gaps_far.min() >= 5.0
+    leaps = day[(day["expiration"] == expirations[-1]) & (day["right"] == "P")]["strike"].to_numpy()
+    assert set(np.diff(near[np.abs(near / spot - 1) < 0.04])) == {1.0}
+    assert np.diff(leaps[np.abs(leaps / spot - 1) < 0.1]).min() >= 5.0  # far expirations: no $1 grid
+    assert set(np.diff(leaps[leaps / spot - 1 < -0.2])) == {10.0}
     # quotes on the tick grid, bid >= 0, never crossed; greeks filled; style A; root = symbol
     cents = np.round(np.concatenate([day["bid"], day["ask"]]) * 100)
     assert np.allclose(cents / 100, np.concatenate([day["bid"], day["ask"]]), atol=1e-12)
