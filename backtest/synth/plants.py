@@ -5,7 +5,9 @@ A plant makes a known slice of the option surface rich (``vol_points > 0``) or c
 Slices are chosen by right, calendar DTE band and |delta| band (delta of the unplanted quote).
 The bump tapers linearly to zero over ``taper_delta`` / ``taper_days`` outside the bands, so
 the surface stays smooth across strikes and expirations (a hard edge would be a butterfly or
-calendar arbitrage by itself); inside the bands it is exactly ``vol_points``.
+calendar arbitrage by itself); inside the bands it is exactly ``vol_points``. A plant remains a
+relative mispricing: some static-arbitrage violations against unplanted neighbours remain
+(measured by ``osd data stats``; see the README).
 
 File format (see ``configs/planted_example.yaml``)::
 
@@ -64,7 +66,7 @@ class Plant(BaseModel):
     vol_points: float
     underlyings: tuple[str, ...] | None = None
     taper_delta: float = Field(default=0.05, ge=0.0, le=0.5)
-    taper_days: float = Field(default=5.0, ge=0.0, le=60.0)
+    taper_days: float = Field(default=5.0, ge=0.0, le=90.0)
 
     @field_validator("dte")
     @classmethod

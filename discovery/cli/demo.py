@@ -7,7 +7,6 @@ function of the shared :class:`DemoRun`, so later stages (discovery, report) app
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,8 +58,15 @@ def validate(run: DemoRun) -> None:
         return
     report = validate_dataset(str(run.data))
     summary = report.to_dict() if hasattr(report, "to_dict") else report
-    click.echo("validation:")
-    click.echo(json.dumps(summary, indent=2, default=str) if isinstance(summary, dict) else str(summary))
+    if not isinstance(summary, dict):
+        click.echo(f"validation: {summary}")
+        return
+    # the headline numbers and every non-zero check count; the full report is `osd data validate`
+    scalars = {k: v for k, v in summary.items() if isinstance(v, (bool, int, float, str)) and k != "path"}
+    counts = {k: v for k, v in summary.get("counts", {}).items() if v}
+    click.echo("validation: " + ", ".join(f"{k}={v}" for k, v in {**scalars, **counts}.items()))
+    for message in summary.get("messages", []):
+        click.echo(f"  {message}")
 
 
 def summarize(run: DemoRun) -> None:
