@@ -58,6 +58,7 @@ def test_synth_then_stats_and_info(tmp_path):
     (["--symbols", "SPY,SPY"], ["SPY", "more than once"]),
     (["--mode", "planted"], ["--plant"]),
     (["--plant", "missing.yaml"], ["missing.yaml"]),
+    (["--mode", "null", "--plant", str(REPO / "configs" / "planted_example.yaml")], ["--mode null", "--mode planted"]),
     (["--start", "2021-01-02", "--end", "2021-01-03"], ["no trading days"]),
 ])
 def test_synth_bad_arguments(tmp_path, args, words):
