@@ -8,7 +8,7 @@ import pytest
 
 from backtest.market_stats import dataset_stats
 from backtest.store import Dataset
-from backtest.synth import synthesize
+from backtest.synth import MarketModel, synthesize
 from held_to_expiry import Market, newey_west_t
 
 T_CRIT = 2.58  # two-sided 1%
@@ -110,6 +110,9 @@ def test_null_mode_is_fair(null_trades, null_market):
         for pnl in ("pnl", "hedged_pnl"):
             t = newey_west_t(trades[pnl].to_numpy(), HOLD_LAGS)
             assert abs(t) < T_CRIT, (pnl, t)
+    # on a flat surface the variance-swap strip (the VIX formula) returns the volatility itself
+    vix = Dataset(null_market).read_index("VIX")["close"].to_numpy()
+    assert np.allclose(vix, 100 * MarketModel().null_vol, atol=0.05)
     stats = dataset_stats(str(null_market))["underlyings"]["SPY"]
     assert abs(stats["vrp_vol_points_mean"]) < 1.5  # implied = realized on average
     assert stats["arbitrage_violation_rate"] < 0.001
