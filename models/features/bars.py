@@ -73,7 +73,7 @@ def technical_features(bars: pd.DataFrame) -> pd.DataFrame:
     f["low_52w"] = low.rolling(YEAR_WINDOW, min_periods=MIN_HISTORY).min()
     f["dist_from_high"] = (f["high_52w"] - close) / f["high_52w"]
     f["dist_from_low"] = (close - f["low_52w"]) / f["low_52w"]
-    return f[list(TECHNICAL_FEATURES)]
+    return f[list(TECHNICAL_FEATURES)].copy()
 
 
 def garch_forecast(log_returns: pd.Series) -> pd.Series:
@@ -119,7 +119,7 @@ def hv_features(bars: pd.DataFrame) -> pd.DataFrame:
     f["garch_forecast"] = garch_forecast(lr)
     hl2 = np.log(bars["high"] / bars["low"]) ** 2
     f["parkinson_hv"] = np.sqrt(hl2.rolling(20, min_periods=20).mean() / (4 * math.log(2)) * ANNUAL)
-    return f[list(HV_FEATURES)]
+    return f[list(HV_FEATURES)].copy()
 
 
 def vix_features(vix: pd.Series, hv_20: pd.Series) -> pd.DataFrame:
@@ -137,4 +137,4 @@ def vix_features(vix: pd.Series, hv_20: pd.Series) -> pd.DataFrame:
     f["vol_regime"] = pd.Series(np.digitize(vix.to_numpy(), VOL_REGIME_EDGES).astype(float),
                                 index=vix.index).where(vix.notna())
     f["vol_trend"] = vix.rolling(5, min_periods=5).mean() - f["vix_sma_20"]
-    return f[list(VIX_FEATURES)]
+    return f[list(VIX_FEATURES)].copy()

@@ -60,4 +60,4 @@ def edge_features(f: pd.DataFrame) -> pd.DataFrame:
     e["edge_gamma_pressure"] = closeness * np.minimum(1.0, f["gamma_concentration"] / 0.25)
     e["edge_gamma_pressure_side"] = f["gamma_sign"].where(e["edge_gamma_pressure"] > 0, 0.0).where(
         e["edge_gamma_pressure"].notna())
-    return e[list(EDGE_FEATURES)]
+    return e[list(EDGE_FEATURES)].copy()

@@ -133,4 +133,4 @@ def options_features(raw: pd.DataFrame) -> pd.DataFrame:
     f["chain_spot"] = spot
     for c in SURFACE_FEATURES[1:]:
         f[c] = raw[c]
-    return f[list(ALL_OPTIONS_FEATURES)]
+    return f[list(ALL_OPTIONS_FEATURES)].copy()

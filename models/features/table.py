@@ -104,9 +104,9 @@ def build_table(raw: pd.DataFrame, inputs: MarketInputs) -> tuple[pd.DataFrame, 
     table = pd.concat([opt, bar_part, vix_part], axis=1)
     table = pd.concat([table, _regime_family(table), classifiers, edge_features(table)], axis=1)
     labels = {name: regimes.FIXED_LABELS[name] for name in ("rule", "machine", "gmm")}
-    for name, (codes, names) in inputs.supplied_regimes.items():
-        table[regimes.column(name)] = codes.reindex(days)
-        labels[name] = names
+    supplied = {regimes.column(name): codes.reindex(days) for name, (codes, _) in inputs.supplied_regimes.items()}
+    labels.update({name: names for name, (_, names) in inputs.supplied_regimes.items()})
+    table = pd.concat([table, pd.DataFrame(supplied, index=days)], axis=1)
     return table.astype(float), labels, missing
 
 
