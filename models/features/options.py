@@ -36,14 +36,22 @@ OPTIONS_FEATURES: dict[str, tuple[str, ...]] = {
 # surface points kept as features in their own right (used by edges and regimes)
 SURFACE_FEATURES = ("chain_spot", "atm_iv_30d", "atm_iv_90d", "call25_iv_30d", "put25_iv_30d",
                     "atm_iv_front", "atm_iv_next")
-# which chain columns each family needs (for "chain without greeks / IV / OI" warnings)
-NEEDS = {
-    "volume_oi": ("open_interest", "volume"),
-    "put_call": ("open_interest", "volume"),
-    "gamma": ("gamma", "open_interest"),
-    "iv": ("iv", "delta"),
-    "greeks": ("delta", "gamma", "vega", "theta", "open_interest"),
-    "term": ("iv", "open_interest"),
+_GREEKS = OPTIONS_FEATURES["greeks"]
+_IV_POINTS = ("atm_call_iv", "atm_put_iv", "iv_skew", "put_call_iv_ratio", "iv_percentile", "iv_rank",
+              "iv_change_pct", "term_curve_slope") + SURFACE_FEATURES[1:]
+# chain column -> the options features and edges that need it (for "chain without X" warnings)
+CHAIN_COLUMN_FEATURES: dict[str, tuple[str, ...]] = {
+    "delta": _GREEKS + ("iv_skew", "call25_iv_30d", "put25_iv_30d", "edge_skew", "edge_skew_side"),
+    "gamma": _GREEKS + OPTIONS_FEATURES["gamma"] + ("gamma_signal", "edge_gamma_pressure", "edge_gamma_pressure_side"),
+    "theta": _GREEKS,
+    "vega": _GREEKS,
+    "iv": _IV_POINTS + ("vrp_ratio", "term_slope_30_90") + tuple(
+        f"edge_{e}{s}" for e in ("vrp", "term_structure", "skew", "event_vol") for s in ("", "_side")),
+    "open_interest": _GREEKS + OPTIONS_FEATURES["gamma"] + OPTIONS_FEATURES["term"][:3] + (
+        "call_oi", "put_oi", "total_oi", "oi_change_pct", "pcr_oi", "pcr_zscore", "pcr_extreme_bullish",
+        "pcr_extreme_bearish", "pcr_change", "trend_signal", "sentiment_signal", "gamma_signal",
+        "edge_gamma_pressure", "edge_gamma_pressure_side"),
+    "volume": ("call_volume", "put_volume", "total_volume", "volume_zscore", "pcr_volume"),
 }
 ALL_OPTIONS_FEATURES = tuple(f for fs in OPTIONS_FEATURES.values() for f in fs) + SURFACE_FEATURES
 

@@ -14,15 +14,16 @@ import pandas as pd
 from models import regimes
 from models.features.bars import HV_FEATURES, TECHNICAL_FEATURES, VIX_FEATURES, hv_features, technical_features, vix_features
 from models.features.edges import EDGE_FEATURES, edge_features
-from models.features.options import ALL_OPTIONS_FEATURES, NEEDS, OPTIONS_FEATURES, options_features
+from models.features.options import ALL_OPTIONS_FEATURES, CHAIN_COLUMN_FEATURES, options_features
 from models.features.rolling import flag
 
 REGIME_FEATURES = ("regime_rule", "days_in_regime", "regime_change_1w", "vix_above_20", "vix_above_25",
                    "vix_below_15", "hv_iv_contraction", "hv_iv_expansion", "trend_regime")
 CLASSIFIER_FEATURES = ("regime_machine", "regime_gmm")
-BAR_DEPENDENT = TECHNICAL_FEATURES + HV_FEATURES + CLASSIFIER_FEATURES + ("trend_regime",)
-VIX_DEPENDENT = VIX_FEATURES + ("regime_rule", "days_in_regime", "regime_change_1w", "vix_above_20",
-                                "vix_above_25", "vix_below_15", "hv_iv_contraction", "hv_iv_expansion")
+RULE_DEPENDENT = ("regime_rule", "days_in_regime", "regime_change_1w", "hv_iv_contraction", "hv_iv_expansion")
+BAR_DEPENDENT = TECHNICAL_FEATURES + HV_FEATURES + CLASSIFIER_FEATURES + RULE_DEPENDENT + (
+    "hv_iv_ratio", "trend_regime", "vrp_ratio", "edge_vrp", "edge_vrp_side")
+VIX_DEPENDENT = VIX_FEATURES + RULE_DEPENDENT + ("vix_above_20", "vix_above_25", "vix_below_15")
 
 
 @dataclass(frozen=True)
@@ -76,9 +77,9 @@ def build_table(raw: pd.DataFrame, inputs: MarketInputs) -> tuple[pd.DataFrame, 
     days = raw.index
     opt = options_features(raw)
     if inputs.missing_chain_columns:
-        cols = set(inputs.missing_chain_columns)
-        hit = tuple(f for fam, need in NEEDS.items() if cols & set(need) for f in OPTIONS_FEATURES[fam])
-        missing.append(MissingInput(f"chain column(s) {', '.join(sorted(cols))}", hit))
+        cols = sorted(inputs.missing_chain_columns)
+        hit = tuple(dict.fromkeys(f for c in cols for f in CHAIN_COLUMN_FEATURES[c]))
+        missing.append(MissingInput(f"chain column(s) {', '.join(cols)}", hit))
 
     if inputs.bars is not None and len(inputs.bars):
         bars = inputs.bars.sort_index()
