@@ -122,10 +122,13 @@ def _bars(ds: Dataset, underlying: str) -> pd.DataFrame | None:
     return t
 
 
-def _vix(ds: Dataset) -> pd.Series | None:
-    if VIX_INDEX not in ds.indices:
+def _vix(ds: Dataset, underlying: str) -> pd.Series | None:
+    """The underlying's own volatility index (``VIX_<SYM>``, as the synthetic market writes for
+    symbols other than SPY) if present, else ``VIX``."""
+    names = [n for n in (f"{VIX_INDEX}_{underlying}", VIX_INDEX) if n in ds.indices]
+    if not names:
         return None
-    t = ds.read_index(VIX_INDEX).to_pandas()
+    t = ds.read_index(names[0]).to_pandas()
     return pd.Series(t["close"].to_numpy(float), index=pd.DatetimeIndex(pd.to_datetime(t["date"]), name="date"))
 
 
@@ -202,7 +205,7 @@ def build_features(data: str | os.PathLike, *, mapper: Mapper = map, rebuild: bo
             continue
         fresh = pd.concat(added).sort_index()
         raw = pd.concat([stored, fresh]).sort_index() if len(stored) else fresh
-        inputs = MarketInputs(bars=_bars(ds, u), vix=_vix(ds), missing_chain_columns=tuple(sorted(missing_cols[u])),
+        inputs = MarketInputs(bars=_bars(ds, u), vix=_vix(ds, u), missing_chain_columns=tuple(sorted(missing_cols[u])),
                               supplied_regimes=supplied_regimes(data, u, regimes_file))
         table, labels, missing = build_table(raw, inputs)
         messages = tuple(m.message(u) for m in missing)
