@@ -21,14 +21,15 @@ def price_path(n_days: int, vols: np.ndarray, seed: int, drift: np.ndarray | Non
     return 400.0 * np.exp(np.cumsum(steps))
 
 
-def chain_table(dates, spots, vols, n_strikes: int = 15, expiry_days=(7, 21, 35, 63, 120), seed: int = 0) -> pa.Table:
+def chain_table(dates, spots, vols, n_strikes: int = 15, expiry_days=(7, 21, 35, 63, 120), seed: int = 0,
+                strike_step: float = 5.0) -> pa.Table:
     """One row per (day, expiration, right, strike), in the store's sort order."""
     rng = np.random.default_rng(seed)
     n_d, n_e = len(dates), len(expiry_days)
     shape = (n_d, n_e, 2, n_strikes)
     s = np.asarray(spots, dtype=float)[:, None, None, None]
     v = np.asarray(vols, dtype=float)[:, None, None, None]
-    strikes = np.round(s / 5) * 5 + 5.0 * (np.arange(n_strikes) - n_strikes // 2)
+    strikes = np.round(s / strike_step) * strike_step + strike_step * (np.arange(n_strikes) - n_strikes // 2)
     dte = np.asarray(expiry_days, dtype=float)[None, :, None, None]
     t = dte / 365
     is_call = np.array([True, False])[None, None, :, None]
