@@ -139,33 +139,38 @@ def gmm_regime(hv_20: pd.Series, returns_20d: pd.Series, cfg: GmmConfig = GmmCon
 
 
 def load_regime_assignments(path: str | os.PathLike, underlying: str | None = None) -> tuple[pd.Series, tuple[str, ...]]:
-    """Read a (date, regime[, underlying]) Parquet table into (codes by date, labels).
-
-    Labels are the distinct regime values sorted as text; rows of other underlyings are ignored
-    when the file has an ``underlying`` column.
-    """
+    """Read a (date, regime[, underlying]) Parquet file into (codes by date, labels)."""
     try:
         table = pq.read_table(path)
     except (OSError, pa.ArrowInvalid) as exc:
         raise UserError(f"{path}: cannot read regime assignments: {exc}") from None
+    return regime_codes(table, str(path), underlying)
+
+
+def regime_codes(table: pa.Table, source: str, underlying: str | None = None) -> tuple[pd.Series, tuple[str, ...]]:
+    """Validate a (date, regime[, underlying]) table and encode it as (codes by date, labels).
+
+    Labels are the distinct regime values sorted as text; rows of other underlyings are ignored
+    when the table has an ``underlying`` column. ``source`` names the table in error messages.
+    """
     missing = {"date", "regime"} - set(table.column_names)
     if missing:
-        raise UserError(f"{path}: missing column(s) {', '.join(sorted(missing))}; expected date, regime[, underlying]")
+        raise UserError(f"{source}: missing column(s) {', '.join(sorted(missing))}; expected date, regime[, underlying]")
     df = table.to_pandas()
     if "underlying" in df.columns and underlying is not None:
         df = df[df["underlying"].astype(str) == underlying]
     try:
         dates = pd.to_datetime(df["date"])
     except (ValueError, TypeError) as exc:
-        raise UserError(f"{path}: column 'date' holds a value that is not a date: {exc}") from None
+        raise UserError(f"{source}: column 'date' holds a value that is not a date: {exc}") from None
     bad = df["regime"].isna().to_numpy() | dates.isna().to_numpy()
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise UserError(f"{path}: row {row}: null date or regime, expected both set")
+        raise UserError(f"{source}: row {row}: null date or regime, expected both set")
     dup = dates.duplicated().to_numpy()
     if dup.any():
         row = int(np.flatnonzero(dup)[0])
-        raise UserError(f"{path}: row {row}: date {dates.iloc[row].date()} assigned twice"
+        raise UserError(f"{source}: row {row}: date {dates.iloc[row].date()} assigned twice"
                         + (f" for {underlying}" if underlying else ""))
     regimes = df["regime"].astype(str).to_numpy()
     labels = tuple(sorted(set(regimes)))

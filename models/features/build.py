@@ -33,7 +33,6 @@ FEATURES_DIR = "features"
 RAW_DIR = "_raw"
 VIX_INDEX = "VIX"
 LABELS_KEY = b"regime_labels"
-SYNTHETIC_REGIMES = "synthetic_regimes.parquet"  # written by `osd data synth` (ground-truth regimes)
 
 Mapper = Callable[[Callable, Iterable], Iterable]
 
@@ -134,16 +133,13 @@ def _vix(ds: Dataset, underlying: str) -> pd.Series | None:
 
 def supplied_regimes(data: str | os.PathLike, underlying: str, user_file: str | None = None) -> dict:
     """Regime tables found for ``underlying``: the user's (``--regimes`` or
-    DIR/regime_assignments.parquet) as classifier ``user``, the synthetic market's as ``synthetic``."""
+    DIR/regime_assignments.parquet) as classifier ``user``."""
     found = {}
     user = Path(user_file) if user_file else Path(data) / regimes.REGIME_ASSIGNMENTS
     if user_file and not user.exists():
         raise UserError(f"{user}: regime assignments file not found")
     if user.exists():
         found["user"] = regimes.load_regime_assignments(user, underlying)
-    synthetic = Path(data) / SYNTHETIC_REGIMES
-    if synthetic.exists():
-        found["synthetic"] = regimes.load_regime_assignments(synthetic, underlying)
     return found
 
 
