@@ -3,6 +3,8 @@ import shutil
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
@@ -11,6 +13,7 @@ from discovery.cli import main
 from feature_market import write_market
 from models.features.build import MissingInputWarning, build_features, read_feature_table
 from models.features.table import BAR_DEPENDENT, FEATURE_COLUMNS, VIX_DEPENDENT
+from models.gates import entry_mask
 
 N_DAYS, T = 300, 270
 
@@ -92,14 +95,22 @@ def test_missing_inputs_blank_only_dependent_features(market, tmp_path, missing)
         assert {"atm_iv_30d", "pcr_oi", "rsi_14"}.isdisjoint(changed)
 
 
-def test_cli_build_parallel_and_incremental(market, tmp_path):
+def test_cli_build_parallel_incremental_with_user_regimes(market, tmp_path):
     path = tmp_path / "cli"
     shutil.copytree(market, path)
     shutil.rmtree(path / "features")
-    result = CliRunner().invoke(main, ["features", "build", "--data", str(path), "--workers", "2"])
+    days = read_feature_table(market, "SPY").index
+    assigned = np.where(np.arange(len(days)) < 150, "calm", "stressed")
+    pq.write_table(pa.table({"date": days.date, "regime": assigned}), tmp_path / "mine.parquet")
+    result = CliRunner().invoke(main, ["features", "build", "--data", str(path), "--workers", "2",
+                                       "--regimes", str(tmp_path / "mine.parquet")])
     assert result.exit_code == 0, result.output
     assert "SPY: 300 new day(s) of 300" in result.output
-    pd.testing.assert_frame_equal(read_feature_table(path, "SPY"), read_feature_table(market, "SPY"))
+    table = read_feature_table(path, "SPY")
+    pd.testing.assert_frame_equal(table.drop(columns="regime_user"), read_feature_table(market, "SPY"))
+    assert table.attrs["regime_labels"]["user"] == ["calm", "stressed"]
+    mask = entry_mask(table, days.to_numpy(), [{"kind": "regime", "classifier": "user", "regimes": ["stressed"]}])
+    assert mask.tolist() == (assigned == "stressed").tolist()
     again = CliRunner().invoke(main, ["features", "build", "--data", str(path)])
     assert "SPY: 0 new day(s) of 300" in again.output
     bad = CliRunner().invoke(main, ["features", "build", "--data", str(tmp_path / "nope")])
