@@ -140,7 +140,7 @@ def test_missing_greeks_only_blank_dependent_aggregates():
     no_greeks = dataclasses.replace(chain, **{c: np.full(len(chain), np.nan) for c in ("delta", "gamma", "theta", "vega")})
     assert missing_chain_columns(no_greeks) == ["delta", "gamma", "theta", "vega"]
     full, bare = daily_raw(chain), daily_raw(no_greeks)
-    blank = ["oi_with_greeks", "delta_oi_sum", "gamma_oi_sum", "vega_oi_sum", "theta_oi_sum", "gex_total",
+    blank = ["net_delta", "net_gamma", "net_vega", "net_theta", "gex_total",
              "max_gamma_strike", "gamma_concentration", "gamma_flip_strike", "call25_iv_30d", "put25_iv_30d"]
     assert bare[blank].isna().all().all()
     kept = [c for c in bare.columns if c not in blank]

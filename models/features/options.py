@@ -36,18 +36,17 @@ OPTIONS_FEATURES: dict[str, tuple[str, ...]] = {
 # surface points kept as features in their own right (used by edges and regimes)
 SURFACE_FEATURES = ("chain_spot", "atm_iv_30d", "atm_iv_90d", "call25_iv_30d", "put25_iv_30d",
                     "atm_iv_front", "atm_iv_next")
-_GREEKS = OPTIONS_FEATURES["greeks"]
 _IV_POINTS = ("atm_call_iv", "atm_put_iv", "iv_skew", "put_call_iv_ratio", "iv_percentile", "iv_rank",
               "iv_change_pct", "term_curve_slope") + SURFACE_FEATURES[1:]
 # chain column -> the options features and edges that need it (for "chain without X" warnings)
 CHAIN_COLUMN_FEATURES: dict[str, tuple[str, ...]] = {
-    "delta": _GREEKS + ("iv_skew", "call25_iv_30d", "put25_iv_30d", "edge_skew", "edge_skew_side"),
-    "gamma": _GREEKS + OPTIONS_FEATURES["gamma"] + ("gamma_signal", "edge_gamma_pressure", "edge_gamma_pressure_side"),
-    "theta": _GREEKS,
-    "vega": _GREEKS,
+    "delta": ("net_delta", "net_delta_abs", "iv_skew", "call25_iv_30d", "put25_iv_30d", "edge_skew", "edge_skew_side"),
+    "gamma": ("net_gamma",) + OPTIONS_FEATURES["gamma"] + ("gamma_signal", "edge_gamma_pressure", "edge_gamma_pressure_side"),
+    "theta": ("net_theta",),
+    "vega": ("net_vega",),
     "iv": _IV_POINTS + ("vrp_ratio", "term_slope_30_90") + tuple(
         f"edge_{e}{s}" for e in ("vrp", "term_structure", "skew", "event_vol") for s in ("", "_side")),
-    "open_interest": _GREEKS + OPTIONS_FEATURES["gamma"] + OPTIONS_FEATURES["term"][:3] + (
+    "open_interest": OPTIONS_FEATURES["greeks"] + OPTIONS_FEATURES["gamma"] + OPTIONS_FEATURES["term"][:3] + (
         "call_oi", "put_oi", "total_oi", "oi_change_pct", "pcr_oi", "pcr_zscore", "pcr_extreme_bullish",
         "pcr_extreme_bearish", "pcr_change", "trend_signal", "sentiment_signal", "gamma_signal",
         "edge_gamma_pressure", "edge_gamma_pressure_side"),
@@ -118,10 +117,8 @@ def options_features(raw: pd.DataFrame) -> pd.DataFrame:
     f["iv_rank"] = rolling_rank(raw["atm_iv_30d"])
     f["iv_change_pct"] = ratio(raw["atm_iv_30d"] - raw["atm_iv_30d"].shift(1), raw["atm_iv_30d"].shift(1))
     # net greeks per contract of open interest
-    f["net_delta"] = ratio(raw["delta_oi_sum"], raw["oi_with_greeks"])
-    f["net_gamma"] = ratio(raw["gamma_oi_sum"], raw["oi_with_greeks"])
-    f["net_vega"] = ratio(raw["vega_oi_sum"], raw["oi_with_greeks"])
-    f["net_theta"] = ratio(raw["theta_oi_sum"], raw["oi_with_greeks"])
+    for greek in ("delta", "gamma", "vega", "theta"):
+        f[f"net_{greek}"] = raw[f"net_{greek}"]
     f["net_delta_abs"] = f["net_delta"].abs()
     # term structure (nearest two expirations with DTE >= 1)
     f["front_month_oi"] = raw["front_month_oi"]

@@ -28,11 +28,10 @@ RAW_COLUMNS = (
     "put_oi",
     "call_volume",
     "put_volume",
-    "oi_with_greeks",
-    "delta_oi_sum",
-    "gamma_oi_sum",
-    "vega_oi_sum",
-    "theta_oi_sum",
+    "net_delta",
+    "net_gamma",
+    "net_vega",
+    "net_theta",
     "gex_total",
     "max_gamma_strike",
     "gamma_concentration",
@@ -49,7 +48,7 @@ RAW_COLUMNS = (
     "atm_iv_next",
 )
 N_RAW = len(RAW_COLUMNS)
-(SPOT, CALL_OI, PUT_OI, CALL_VOL, PUT_VOL, OI_GREEKS, DELTA_OI, GAMMA_OI, VEGA_OI, THETA_OI, GEX_TOTAL,
+(SPOT, CALL_OI, PUT_OI, CALL_VOL, PUT_VOL, NET_DELTA, NET_GAMMA, NET_VEGA, NET_THETA, GEX_TOTAL,
  MAX_GAMMA_STRIKE, GAMMA_CONC, GAMMA_FLIP, ATM30, ATM_CALL30, ATM_PUT30, CALL25_30, PUT25_30, ATM90,
  FRONT_OI, NEXT_OI, ATM_FRONT, ATM_NEXT) = range(N_RAW)
 
@@ -192,8 +191,10 @@ def daily_options_features(day_starts, quote_date, expiration, strike, is_call, 
         row[SPOT] = spot
         c_oi = p_oi = c_vol = p_vol = 0.0
         n_oi = n_vol = 0
-        oi_g = d_sum = g_sum = v_sum = t_sum = 0.0
-        n_g = 0
+        # open-interest-weighted mean of delta, gamma (puts negative), vega, theta; each over the
+        # rows where that greek is known
+        greek_sum = np.zeros(4)
+        greek_oi = np.zeros(4)
         for i in range(a, b):
             if open_interest[i] >= 0:
                 n_oi += 1
@@ -201,14 +202,11 @@ def daily_options_features(day_starts, quote_date, expiration, strike, is_call, 
                     c_oi += open_interest[i]
                 else:
                     p_oi += open_interest[i]
-                if not (math.isnan(delta[i]) or math.isnan(gamma[i]) or math.isnan(vega[i])
-                        or math.isnan(theta[i])):
-                    n_g += 1
-                    oi_g += open_interest[i]
-                    d_sum += delta[i] * open_interest[i]
-                    g_sum += (gamma[i] if is_call[i] else -gamma[i]) * open_interest[i]
-                    v_sum += vega[i] * open_interest[i]
-                    t_sum += theta[i] * open_interest[i]
+                values = (delta[i], gamma[i] if is_call[i] else -gamma[i], vega[i], theta[i])
+                for k in range(4):
+                    if not math.isnan(values[k]):
+                        greek_sum[k] += values[k] * open_interest[i]
+                        greek_oi[k] += open_interest[i]
             if volume[i] >= 0:
                 n_vol += 1
                 if is_call[i]:
@@ -219,9 +217,9 @@ def daily_options_features(day_starts, quote_date, expiration, strike, is_call, 
             row[CALL_OI], row[PUT_OI] = c_oi, p_oi
         if n_vol:
             row[CALL_VOL], row[PUT_VOL] = c_vol, p_vol
-        if n_g:
-            row[OI_GREEKS], row[DELTA_OI], row[GAMMA_OI] = oi_g, d_sum, g_sum
-            row[VEGA_OI], row[THETA_OI] = v_sum, t_sum
+        for k in range(4):
+            if greek_oi[k] > 0.0:
+                row[NET_DELTA + k] = greek_sum[k] / greek_oi[k]
 
         order = np.argsort(strike[a:b], kind="mergesort")
         n_k, total, kmax, conc, flip = _gamma_profile(strike, gamma, open_interest, is_call, a, b, spot,

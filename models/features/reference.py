@@ -58,14 +58,11 @@ def _day(day: pd.DataFrame) -> pd.Series:
         out["call_oi"], out["put_oi"] = calls["open_interest"].sum(), puts["open_interest"].sum()
     if day["volume"].notna().any():
         out["call_volume"], out["put_volume"] = calls["volume"].sum(), puts["volume"].sum()
-    g = day.dropna(subset=["open_interest", "delta", "gamma", "vega", "theta"])
-    if len(g):
-        sign = np.where(g["is_call"], 1.0, -1.0)
-        out["oi_with_greeks"] = g["open_interest"].sum()
-        out["delta_oi_sum"] = (g["delta"] * g["open_interest"]).sum()
-        out["gamma_oi_sum"] = (sign * g["gamma"] * g["open_interest"]).sum()
-        out["vega_oi_sum"] = (g["vega"] * g["open_interest"]).sum()
-        out["theta_oi_sum"] = (g["theta"] * g["open_interest"]).sum()
+    signed = day.assign(gamma=day["gamma"].where(day["is_call"], -day["gamma"]))
+    for greek in ("delta", "gamma", "vega", "theta"):
+        g = signed.dropna(subset=["open_interest", greek])
+        if g["open_interest"].sum() > 0:
+            out[f"net_{greek}"] = np.average(g[greek], weights=g["open_interest"])
     gx = day.dropna(subset=["open_interest", "gamma"])
     if len(gx):
         sign = np.where(gx["is_call"], 1.0, -1.0)
