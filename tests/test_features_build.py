@@ -111,7 +111,11 @@ def test_cli_build_parallel_incremental_with_user_regimes(market, tmp_path):
     assert table.attrs["regime_labels"]["user"] == ["calm", "stressed"]
     mask = entry_mask(table, days.to_numpy(), [{"kind": "regime", "classifier": "user", "regimes": ["stressed"]}])
     assert mask.tolist() == (assigned == "stressed").tolist()
-    again = CliRunner().invoke(main, ["features", "build", "--data", str(path)])
-    assert "SPY: 0 new day(s) of 300" in again.output
+    again = CliRunner().invoke(main, ["features", "build", "--data", str(path), "--regimes", str(tmp_path / "mine.parquet")])
+    assert "SPY: 0 new day(s) of 300; years written: none" in again.output
+    # without the regime file the labels change: every year is rewritten without regime_user
+    relabel = CliRunner().invoke(main, ["features", "build", "--data", str(path)])
+    assert "SPY: 0 new day(s) of 300; years written: 2021, 2022" in relabel.output
+    pd.testing.assert_frame_equal(read_feature_table(path, "SPY"), read_feature_table(market, "SPY"))
     bad = CliRunner().invoke(main, ["features", "build", "--data", str(tmp_path / "nope")])
     assert bad.exit_code != 0 and "not a dataset" in bad.output

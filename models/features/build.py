@@ -74,26 +74,31 @@ def feature_dir(data: str | os.PathLike, underlying: str) -> Path:
     return Path(data) / FEATURES_DIR / f"underlying={underlying}"
 
 
-def _read_parquet_dir(path: Path) -> tuple[pd.DataFrame, dict]:
-    files = sorted(p for p in path.glob("year=*.parquet"))
+def _read_parquet_dir(path: Path) -> pd.DataFrame:
+    files = sorted(path.glob("year=*.parquet"))
     if not files:
-        return pd.DataFrame(index=pd.DatetimeIndex([], name="date")), {}
-    tables = [pq.read_table(p) for p in files]
-    meta = tables[-1].schema.metadata or {}
-    df = pa.concat_tables(tables, promote_options="permissive").to_pandas()
+        return pd.DataFrame(index=pd.DatetimeIndex([], name="date"))
+    df = pa.concat_tables([pq.read_table(p) for p in files], promote_options="permissive").to_pandas()
     df.index = pd.DatetimeIndex(pd.to_datetime(df.pop("date")), name="date")
-    df = df.drop(columns=["underlying"], errors="ignore")
-    return df.sort_index(), meta
+    return df.drop(columns=["underlying"], errors="ignore").sort_index()
+
+
+def _stored_labels(data: str | os.PathLike, underlying: str) -> dict:
+    files = sorted(feature_dir(data, underlying).glob("year=*.parquet"))
+    if not files:
+        return {}
+    meta = pq.read_schema(files[-1]).metadata or {}
+    return json.loads(meta.get(LABELS_KEY, b"{}"))
 
 
 def read_feature_table(data: str | os.PathLike, underlying: str) -> pd.DataFrame:
     """The stored feature table of one underlying, indexed by date, with the regime labels of
     each classifier in ``.attrs["regime_labels"]`` (classifier -> list of labels by code)."""
     path = feature_dir(data, underlying)
-    table, meta = _read_parquet_dir(path)
+    table = _read_parquet_dir(path)
     if table.empty:
         raise UserError(f"{path}: no feature table (run `osd features build --data {data}`)")
-    table.attrs["regime_labels"] = json.loads(meta.get(LABELS_KEY, b"{}"))
+    table.attrs["regime_labels"] = _stored_labels(data, underlying)
     return table
 
 
@@ -180,7 +185,9 @@ def build_features(data: str | os.PathLike, *, mapper: Mapper = map, rebuild: bo
     pending: dict[str, pd.DataFrame] = {}
     tasks: list[RawTask] = []
     for u in ds.underlyings:
-        stored, _ = (pd.DataFrame(), {}) if rebuild else _read_parquet_dir(feature_dir(data, u) / RAW_DIR)
+        stored = _read_parquet_dir(feature_dir(data, u) / RAW_DIR)
+        if rebuild:
+            stored = stored.iloc[:0]
         pending[u] = stored
         new_days = _chain_days(ds, u).difference(stored.index)
         tasks += plan_tasks(data, u, new_days)
@@ -196,18 +203,23 @@ def build_features(data: str | os.PathLike, *, mapper: Mapper = map, rebuild: bo
     summaries = []
     for u, stored in pending.items():
         added = [r for r in new_raw[u] if len(r)]
-        if not added:
+        supplied = supplied_regimes(data, u, regimes_file)
+        # a changed set of supplied regime tables or labels re-encodes every stored year
+        labels_now = {**{k: list(v) for k, v in regimes.FIXED_LABELS.items()},
+                      **{k: list(names) for k, (_, names) in supplied.items()}}
+        relabel = len(stored) > 0 and labels_now != _stored_labels(data, u)
+        if not added and not relabel:
             summaries.append(BuildSummary(u, len(stored), 0, (), ()))
             continue
-        fresh = pd.concat(added).sort_index()
+        fresh = pd.concat(added).sort_index() if added else stored.iloc[:0]
         raw = pd.concat([stored, fresh]).sort_index() if len(stored) else fresh
         inputs = MarketInputs(bars=_bars(ds, u), vix=_vix(ds, u), missing_chain_columns=tuple(sorted(missing_cols[u])),
-                              supplied_regimes=supplied_regimes(data, u, regimes_file))
+                              supplied_regimes=supplied)
         table, labels, missing = build_table(raw, inputs)
         messages = tuple(m.message(u) for m in missing)
         for msg in messages:
             warnings.warn(msg, MissingInputWarning, stacklevel=2)
-        years = tuple(sorted(set(fresh.index.year)))
+        years = tuple(sorted(set((raw if relabel else fresh).index.year)))
         out = feature_dir(data, u)
         _write_years(table, out, years, u, {LABELS_KEY: json.dumps(labels).encode()})
         _write_years(raw, out / RAW_DIR, years, None, {})
