@@ -15,13 +15,13 @@ import numpy as np
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))  # the chain generator the feature tests use
+sys.path.insert(0, str(REPO))  # the chain generator the feature tests use (tests.feature_market)
 
 from backtest.schema import CHAIN_SCHEMA, conform  # noqa: E402
 from backtest.store import chain_arrays  # noqa: E402
-from feature_market import chain_table, price_path  # noqa: E402
 from models.features.options import daily_raw  # noqa: E402
 from models.features.reference import daily_raw_pandas  # noqa: E402
+from tests.feature_market import chain_table, price_path  # noqa: E402
 
 EXPIRIES = (2, 7, 14, 21, 28, 35, 49, 63, 91, 182, 273, 365)
 STRIKES = 161  # $1 apart; 12 expirations x 2 rights x 161 strikes = 3,864 rows a day (an SPY-sized chain)

@@ -10,10 +10,10 @@ from click.testing import CliRunner
 
 from backtest.store import Dataset, DatasetWriter
 from discovery.cli import main
-from feature_market import write_market
 from models.features.build import MissingInputWarning, build_features, read_feature_table
 from models.features.table import BAR_DEPENDENT, FEATURE_COLUMNS, VIX_DEPENDENT
 from models.gates import entry_mask
+from tests.feature_market import write_market
 
 N_DAYS, T = 300, 270
 
@@ -119,3 +119,22 @@ def test_cli_build_parallel_incremental_with_user_regimes(market, tmp_path):
     pd.testing.assert_frame_equal(read_feature_table(path, "SPY"), read_feature_table(market, "SPY"))
     bad = CliRunner().invoke(main, ["features", "build", "--data", str(tmp_path / "nope")])
     assert bad.exit_code != 0 and "not a dataset" in bad.output
+
+
+def test_entry_mask_drives_the_backtest_kernel(market):
+    """The mask over ChainIndex.dates plugs into the engine: trades open only on gated days."""
+    from backtest.dna import StructureDNA
+    from backtest.engine import run
+    from backtest.index import ChainIndex
+
+    index = ChainIndex.from_dataset(Dataset(market), "SPY")
+    mask = entry_mask(read_feature_table(market, "SPY"), index.dates,
+                      [{"kind": "iv_percentile", "low": 0.0, "high": 0.3}])
+    assert 20 < mask.sum() < len(mask) - 20
+    dna = StructureDNA("short_put", front_dte_min=14, front_dte_max=40, short_strike_delta=0.3, max_positions=2,
+                       dte_exit=None, profit_target_pct=None, stop_loss_pct=None, max_hold_days=3,
+                       max_position_pct=0.5)
+    trades = run(dna, index, entry_mask=mask).trades
+    assert len(trades) > 3
+    gated = set(index.dates[mask])
+    assert all(np.datetime64(d, "D") in gated for d in trades["entry_date"])

@@ -11,11 +11,11 @@ from scipy import stats
 
 from backtest.schema import CHAIN_SCHEMA, conform
 from backtest.store import chain_arrays, sort_chains
-from feature_market import chain_table, price_path
 from models.features import options_nb
 from models.features.options import daily_raw, missing_chain_columns, options_features
 from models.features.reference import daily_raw_pandas
 from models.features.rolling import rolling_percentile, rolling_rank
+from tests.feature_market import chain_table, price_path
 
 SPOT = 102.0
 
