@@ -22,6 +22,8 @@ def k8s_schemas() -> Path:
     if not path.exists():
         pytest.fail(f"Kubernetes CRD schemas not found at {path} (set OSD_SHARED)")
     return path
+
+
 # ---------------------------------------------------------------- synthetic markets (shared)
 # Five years of a SPY-like underlying in each mode, generated once per test session.
 SYNTH_SPAN = ("2019-01-01", "2023-12-31")
