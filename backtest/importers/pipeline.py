@@ -44,14 +44,23 @@ from backtest.importers.greeks import add_greeks
 from backtest.importers.rates import RateSchedule
 from backtest.importers.source import ImportFileError, input_label, zip_members
 from backtest.schema import BAR_SCHEMA, QUARANTINE_SCHEMA, conform
-from backtest.store import DATASET_JSON, Dataset, DatasetWriter, StoreError, atomic_write_json, sort_chains
+from backtest.store import (
+    CHAIN_DICTIONARY_COLUMNS,
+    CHAIN_STATISTICS_COLUMNS,
+    DATASET_JSON,
+    Dataset,
+    DatasetWriter,
+    StoreError,
+    atomic_write_json,
+    sort_chains,
+)
 from backtest.validate import validate_rows
 
 _SUFFIXES = (".gz", ".zip", ".csv", ".txt", ".parquet", ".pq")
-# dictionary pages only where values repeat (floats rarely do); zstd level 1 writes faster than
-# the default level, and with those dictionaries the files come out smaller too
-PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 1,
-                   "use_dictionary": ["quote_date", "underlying", "root", "expiration", "right", "style"]}
+# the store's choice of dictionary and statistics columns; zstd level 1 writes faster than the
+# default level at nearly the same size
+PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 1, "use_dictionary": CHAIN_DICTIONARY_COLUMNS,
+                   "write_statistics": CHAIN_STATISTICS_COLUMNS}
 
 
 @dataclass(frozen=True)
