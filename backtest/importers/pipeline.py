@@ -253,6 +253,14 @@ def _add_counts(total: dict[str, int], counts: dict[str, int]) -> None:
 Executor = Callable[[list[FileTask]], Iterator[FileReport]]
 
 
+def _one_thread_per_worker() -> None:
+    """Workers already use every core between them; threads inside each would oversubscribe."""
+    import numba
+
+    numba.set_num_threads(1)
+    pa.set_cpu_count(1)
+
+
 def local_executor(workers: int) -> Executor:
     """Run tasks in `workers` local processes (in this process when workers == 1)."""
 
@@ -264,7 +272,8 @@ def local_executor(workers: int) -> Executor:
         import multiprocessing
 
         # spawn: fresh interpreters, no forked copies of the parent's threads (numba, pyarrow)
-        with cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                    initializer=_one_thread_per_worker) as pool:
             futures = [pool.submit(import_file, t) for t in tasks]
             try:
                 for future in cf.as_completed(futures):
