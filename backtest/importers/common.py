@@ -23,7 +23,7 @@ from backtest.schema import CHAIN_SCHEMA
 # (US equity and ETF options). A generic mapping can set the style explicitly.
 EUROPEAN_ROOTS = frozenset(
     {"SPX", "SPXW", "SPXPM", "XSP", "NDX", "NDXP", "XND", "RUT", "RUTW", "MRUT", "VIX", "VIXW",
-     "DJX", "XEO", "OEX_E", "MXEA", "MXEF"}
+     "DJX", "XEO", "MXEA", "MXEF"}
 )
 _RIGHTS = {"c": "C", "call": "C", "calls": "C", "p": "P", "put": "P", "puts": "P"}
 _OSI_SUFFIX = 15  # OSI option symbols end in yymmdd, C/P and the strike in thousandths (8 digits)
