@@ -66,12 +66,20 @@ def require_values(col, label: str, first_line: int, column: str, expected: str)
         raise ImportFileError(f"{label} line {line}: column {column!r} is empty, expected {expected}")
 
 
+def per_label(col, fn) -> pa.Array:
+    """Apply a vectorised string function to the distinct values of a dictionary-encoded column
+    (a few labels instead of every row), else to the column."""
+    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if pa.types.is_dictionary(col.type):
+        return pc.take(fn(col.dictionary.cast(pa.string())), col.indices)
+    return fn(col)
+
+
 def rights(col, label: str, first_line: int, column: str) -> pa.Array:
     """'C'/'P' from call/put/C/P in any case; anything else is an error naming the line."""
-    col = pc.utf8_lower(pc.utf8_trim_whitespace(text(col)))
+    col = per_label(col, lambda v: pc.utf8_lower(pc.utf8_trim_whitespace(v)))
     require_values(col, label, first_line, column, "call/put or C/P")
-    keys = pa.array(list(_RIGHTS))
-    idx = pc.index_in(col, value_set=keys)
+    idx = pc.index_in(col, value_set=pa.array(list(_RIGHTS)))
     if idx.null_count:
         row = pc.index(pc.is_null(idx), True).as_py()
         raise ImportFileError(
@@ -83,7 +91,7 @@ def rights(col, label: str, first_line: int, column: str) -> pa.Array:
 
 def clean_symbol(col) -> pa.Array:
     """Upper-case symbol without whitespace or an index caret (Cboe writes ^SPX)."""
-    return pc.utf8_upper(pc.utf8_ltrim(pc.utf8_trim_whitespace(text(col)), characters="^"))
+    return per_label(col, lambda v: pc.utf8_upper(pc.utf8_ltrim(pc.utf8_trim_whitespace(v), characters="^")))
 
 
 def root_from_osi(symbols, fallback: pa.Array) -> pa.Array:
