@@ -2,7 +2,7 @@
 
 Every write the tracking sink makes goes through a :class:`Spool` first: the operation becomes
 one JSON file ``ops/<seq>.json`` (written under a temporary name, then renamed, so a crash never
-leaves half an operation) and its local files are staged under ``files/<seq>/``. :meth:`Spool.flush`
+leaves half an operation) and its local files are staged under ``files/<name>/``. :meth:`Spool.flush`
 sends the pending operations in sequence order and deletes each one once the server has it.
 When the server cannot be reached, flushing stops at the first such failure and the rest stays
 on disk, so a later flush (from the same process, or ``osd tracking flush --spool DIR`` from
@@ -19,7 +19,10 @@ their MLflow ids are unknown until the server has created them):
 
 - ``create_run``: run, experiment, run_name, parent (run key or None), tags, start_time
 - ``log_batch``: run, metrics ``[[key, value, timestamp_ms, step], ...]``, params, tags
-- ``log_artifacts``: run, artifact_path (or None); the files are ``files/<seq>/``
+- ``log_artifacts``: run, artifact_path (or None), files (the staged folder's name)
+
+Sequence numbers are given in the order operations are appended, and an operation is appended
+only once its files are complete, so a concurrent flush always sees a prefix of the journal.
 - ``end_run``: run, status, end_time
 """
 from __future__ import annotations
@@ -28,6 +31,7 @@ import contextlib
 import json
 import logging
 import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -111,19 +115,16 @@ class Spool:
         """The MLflow id of a journaled run, once the server has created it."""
         return self._state["runs"].get(run_key)
 
-    def stage_dir(self) -> tuple[int, Path]:
-        """Reserve the next sequence number and an empty folder for its files."""
+    def stage_dir(self) -> Path:
+        """A new empty folder for the files of an operation still to be appended."""
+        folder = self.path / "files" / uuid.uuid4().hex
+        folder.mkdir(parents=True)
+        return folder
+
+    def append(self, op: dict[str, Any]) -> int:
+        """Journal ``op`` (atomically) and return its sequence number."""
         seq = self._next_seq
         self._next_seq += 1
-        folder = self.path / "files" / f"{seq:08d}"
-        folder.mkdir(parents=True, exist_ok=True)
-        return seq, folder
-
-    def append(self, op: dict[str, Any], seq: int | None = None) -> int:
-        """Journal ``op`` (atomically) and return its sequence number."""
-        if seq is None:
-            seq = self._next_seq
-            self._next_seq += 1
         atomic_write_json(op, self.path / "ops" / f"{seq:08d}.json")
         return seq
 
@@ -204,7 +205,7 @@ class Spool:
                 synchronous=True,
             )
         elif kind == "log_artifacts":
-            client.log_artifacts(self._require_run(op["run"]), str(self.path / "files" / f"{seq:08d}"),
+            client.log_artifacts(self._require_run(op["run"]), str(self.path / "files" / op["files"]),
                                  op["artifact_path"])
         elif kind == "end_run":
             client.set_terminated(self._require_run(op["run"]), op["status"], int(op["end_time"]))
@@ -263,7 +264,9 @@ class Spool:
 
     def _ack(self, seqs: list[int]) -> None:
         for seq in seqs:
-            shutil.rmtree(self.path / "files" / f"{seq:08d}", ignore_errors=True)
+            files = self._read(seq).get("files")
+            if files:
+                shutil.rmtree(self.path / "files" / files, ignore_errors=True)
             (self.path / "ops" / f"{seq:08d}.json").unlink()
 
     def _reject(self, seq: int, exc: BaseException) -> None:

@@ -241,9 +241,9 @@ class MlflowSink:
         self._create_run(self.PARENT, self.run_name or self.experiment, None,
                          {KIND_TAG: "discovery", EXPERIMENT_TAG: self.experiment})
         self._log_params(self.PARENT, flatten_params(config))
-        seq, folder = self._spool.stage_dir()
+        folder = self._spool.stage_dir()
         (folder / "config.yaml").write_text(yaml.safe_dump(_plain(config), sort_keys=False))
-        self._spool.append({"op": "log_artifacts", "run": self.PARENT, "artifact_path": None}, seq)
+        self._log_artifacts(self.PARENT, folder)
         self._writer = threading.Thread(target=self._write_loop, name="mlflow-sink", daemon=True)
         self._writer.start()
 
@@ -260,7 +260,7 @@ class MlflowSink:
         from discovery.plots import fitness_plot
 
         spool = self._started()
-        seq, parent_files = spool.stage_dir()
+        parent_files = spool.stage_dir()
         (parent_files / "discovered_structures.json").write_text(
             json.dumps(_plain(report), indent=2) + "\n")
         evaluations.to_parquet(parent_files / "evaluations.parquet", index=False)
@@ -271,7 +271,7 @@ class MlflowSink:
             child_plots = self._log_structure(record)
             for name in ("equity.png", "payoff.png"):
                 shutil.copy(child_plots / name, plots / f"rank{record.rank:02d}_{name}")
-        spool.append({"op": "log_artifacts", "run": self.PARENT, "artifact_path": None}, seq)
+        self._log_artifacts(self.PARENT, parent_files)
         self._end_run(self.PARENT, "FINISHED")
         self._drain()
 
@@ -322,6 +322,10 @@ class MlflowSink:
             self._started().append({"op": "log_batch", "run": run_key, "metrics": [],
                                     "params": {}, "tags": dict(chunk)})
 
+    def _log_artifacts(self, run_key: str, folder: Path) -> None:
+        """Upload a staged folder's contents to the run's artifact root (after they are complete)."""
+        self._started().append({"op": "log_artifacts", "run": run_key, "artifact_path": None, "files": folder.name})
+
     def _end_run(self, run_key: str, status: str) -> None:
         self._started().append({"op": "end_run", "run": run_key, "status": status, "end_time": _now_ms()})
 
@@ -348,7 +352,7 @@ class MlflowSink:
         self._log_metrics(run_key, metrics)
         if text_tags:
             self._log_tags(run_key, text_tags)
-        seq, folder = spool.stage_dir()
+        folder = spool.stage_dir()
         (folder / "dna.json").write_text(dna_json + "\n")
         record.trade_log.to_parquet(folder / "trade_log.parquet", index=False)
         record.equity_curve.to_parquet(folder / "equity_curve.parquet", index=False)
@@ -356,7 +360,7 @@ class MlflowSink:
         equity_plot(record.equity_curve, folder / "equity.png", f"{title}: lockbox equity and drawdown")
         payoff_plot(record.legs, record.spot, folder / "payoff.png", f"{title}: P&L at expiry",
                     record.multiplier)
-        spool.append({"op": "log_artifacts", "run": run_key, "artifact_path": None}, seq)
+        self._log_artifacts(run_key, folder)
         self._end_run(run_key, "FINISHED")
         return folder
 
