@@ -12,7 +12,8 @@ NaN where the inputs are not yet known):
   0 is always the calmest and labels keep their meaning across refits. Day t is labelled by the
   model fitted at the latest refit <= t (causal).
 - ``user``: a user-supplied ``regime_assignments.parquet`` (columns date, regime[, underlying]).
-- ``synthetic``: the synthetic market's own per-day regime table (ground truth of ``osd data synth``).
+- ``synthetic``: the synthetic market's own per-day regime table (ground truth of ``osd data synth``,
+  labels calm / stressed); a regime table in a dataset not made by the generator is ``dataset``.
 """
 from __future__ import annotations
 

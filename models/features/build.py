@@ -136,10 +136,17 @@ def _vix(ds: Dataset, underlying: str) -> pd.Series | None:
     return pd.Series(t["close"].to_numpy(float), index=pd.DatetimeIndex(pd.to_datetime(t["date"]), name="date"))
 
 
-def supplied_regimes(data: str | os.PathLike, underlying: str, user_file: str | None = None) -> dict:
+def supplied_regimes(ds: Dataset, underlying: str, user_file: str | None = None) -> dict:
     """Regime tables found for ``underlying``: the user's (``--regimes`` or
-    DIR/regime_assignments.parquet) as classifier ``user``."""
+    DIR/regime_assignments.parquet) as classifier ``user``; the dataset's own regime table
+    (DIR/regimes/underlying=S/) as ``synthetic`` when the synthetic market wrote it (its ground
+    truth), else as ``dataset``."""
     found = {}
+    table = ds.read_regimes(underlying)
+    if table is not None:
+        name = "synthetic" if "generator" in ds.meta else "dataset"
+        found[name] = regimes.regime_codes(table, f"{ds.uri}/regimes/underlying={underlying}", underlying)
+    data = ds.uri
     user = Path(user_file) if user_file else Path(data) / regimes.REGIME_ASSIGNMENTS
     if user_file and not user.exists():
         raise UserError(f"{user}: regime assignments file not found")
@@ -203,7 +210,7 @@ def build_features(data: str | os.PathLike, *, mapper: Mapper = map, rebuild: bo
     summaries = []
     for u, stored in pending.items():
         added = [r for r in new_raw[u] if len(r)]
-        supplied = supplied_regimes(data, u, regimes_file)
+        supplied = supplied_regimes(ds, u, regimes_file)
         # a changed set of supplied regime tables or labels re-encodes every stored year
         labels_now = {**{k: list(v) for k, v in regimes.FIXED_LABELS.items()},
                       **{k: list(names) for k, (_, names) in supplied.items()}}
