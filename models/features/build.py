@@ -5,9 +5,11 @@ The expensive part, the per-day options aggregates, runs in parallel over date p
 Ray); it is also stored (``_raw/year=YYYY.parquet``) so that a later build computes only the days
 not yet present. The history-dependent features are then recomputed over all days from the
 stored aggregates, which is cheap and, every feature being causal, leaves the values of days
-already written unchanged; only the years that gained days are rewritten. Every file is written
-under a temporary name and renamed; the aggregates are written last, so an interrupted build
-recomputes the missing days next time.
+already written unchanged; only the years that gained days are rewritten (all years when the
+set of regime labels changed, e.g. a new regime file). Every file is written under a temporary
+name and renamed; the aggregates are written last, so an interrupted build recomputes the
+missing days next time. Chains may be read from any URI the store reads; the feature table is
+written to a local dataset directory.
 """
 from __future__ import annotations
 
@@ -146,8 +148,7 @@ def supplied_regimes(ds: Dataset, underlying: str, user_file: str | None = None)
     if table is not None:
         name = "synthetic" if "generator" in ds.meta else "dataset"
         found[name] = regimes.regime_codes(table, f"{ds.uri}/regimes/underlying={underlying}", underlying)
-    data = ds.uri
-    user = Path(user_file) if user_file else Path(data) / regimes.REGIME_ASSIGNMENTS
+    user = Path(user_file) if user_file else Path(ds.uri) / regimes.REGIME_ASSIGNMENTS
     if user_file and not user.exists():
         raise UserError(f"{user}: regime assignments file not found")
     if user.exists():
