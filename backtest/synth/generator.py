@@ -5,6 +5,7 @@ import datetime as dt
 import json
 import re
 from dataclasses import asdict
+from functools import lru_cache
 from itertools import groupby
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -29,6 +30,9 @@ from backtest.synth.model import (
 from backtest.synth.plants import Plant
 
 MODES = ("realistic", "null", "planted")
+
+# The listing depends only on the day: symbols and repeated runs share it.
+_listed_expirations = lru_cache(maxsize=16384)(listed_expirations)
 GENERATOR_VERSION = 1
 BURN_IN_DAYS = 252
 _SYMBOL = re.compile(r"^[A-Z][A-Z0-9.]{0,9}$")
@@ -163,7 +167,7 @@ class SymbolMarket:
         q, p = self.quotes, self.profile
         pair_day, pair_exp = [], []
         for i in day_idx:
-            for e in listed_expirations(self.days[i], q.weekly_horizon_days, q.horizon_days):
+            for e in _listed_expirations(self.days[i], q.weekly_horizon_days, q.horizon_days):
                 pair_day.append(i)
                 pair_exp.append(e)
         pair_day = np.array(pair_day)
