@@ -15,6 +15,15 @@ def real_data() -> Path:
     return REAL_DATA
 
 
+@pytest.fixture(scope="session")
+def k8s_schemas() -> Path:
+    """The KubeRay CRDs for offline validation (shared/k8s-schemas; never copied into the repo)."""
+    path = SHARED / "k8s-schemas"
+    if not path.exists():
+        pytest.fail(f"Kubernetes CRD schemas not found at {path} (set OSD_SHARED)")
+    return path
+
+
 # ---------------------------------------------------------------- synthetic markets (shared)
 # Five years of a SPY-like underlying in each mode, generated once per test session.
 SYNTH_SPAN = ("2019-01-01", "2023-12-31")
