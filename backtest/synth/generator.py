@@ -113,7 +113,6 @@ class SymbolMarket:
             self.long_run = self.spot_variance
             self.premium = np.zeros(n)
             self.ssvi = (0.0, 0.0, m.ssvi_gamma)  # flat: BSM at the true constant vol
-        self._daily_log_ret = log_ret
 
     def bars(self) -> pa.Table:
         """Daily OHLCV: the open gaps from the prior close, high/low bracket open and close."""
