@@ -26,7 +26,7 @@ from backtest.validate import (
     validate_dataset,
     validate_rows,
 )
-from benchmarks._spx_long import read_spx_long
+from benchmarks._long_sample import read_long_sample
 
 SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "spx-2019q2-cboe-delayed"
 # around Independence Day 2019: the holiday copy gives the baseline real defects to agree on
@@ -198,14 +198,14 @@ def run(quick: bool = False) -> dict:
         raise FileNotFoundError(f"SPX sample not found under {_sample_dir()} (set OSD_SHARED)")
     if quick:
         files = files[:4]
-    table = pa.concat_tables([read_spx_long(f) for f in files])
+    table = pa.concat_tables([read_long_sample(f) for f in files])
     validate_rows(table.slice(0, 1000), source="warm-up")  # numba kernels compiled or loaded
 
     t0 = time.perf_counter()
     result = validate_rows(table, source="spx")
     ours_s = time.perf_counter() - t0
 
-    subset = pa.concat_tables([read_spx_long(_sample_dir() / f"SPX_{d}.csv.gz") for d in BASELINE_DAYS])
+    subset = pa.concat_tables([read_long_sample(_sample_dir() / f"SPX_{d}.csv.gz") for d in BASELINE_DAYS])
     t0 = time.perf_counter()
     ours_subset = validate_rows(subset, source="spx")
     ours_subset_s = time.perf_counter() - t0
@@ -220,7 +220,7 @@ def run(quick: bool = False) -> dict:
     try:
         with DatasetWriter(tmp / "ds") as w:
             for f in files:
-                w.write_chains("SPX", read_spx_long(f), part=f.name.split(".")[0])
+                w.write_chains("SPX", read_long_sample(f), part=f.name.split(".")[0])
         t0 = time.perf_counter()
         report = validate_dataset(tmp / "ds", quarantine=False)
         dataset_s = time.perf_counter() - t0

@@ -21,7 +21,7 @@ from backtest.validate import (
     validate_dataset,
     validate_rows,
 )
-from benchmarks._spx_long import read_spx_long
+from benchmarks._long_sample import read_long_sample
 from discovery.cli import main
 
 MONDAY = dt.date(2021, 1, 4)
@@ -492,7 +492,7 @@ SPX_DAYS = ("20190524", "20190527", "20190528", "20190703", "20190704", "2019070
 @pytest.fixture(scope="module")
 def spx_days(real_data):
     folder = real_data / "spx-2019q2-cboe-delayed"
-    return {d: read_spx_long(folder / f"SPX_{d}.csv.gz") for d in SPX_DAYS}
+    return {d: read_long_sample(folder / f"SPX_{d}.csv.gz") for d in SPX_DAYS}
 
 
 def test_real_spx_sample_defects(spx_days):
@@ -528,3 +528,17 @@ def test_real_spx_stale_underlying(spx_days):
     r = validate_rows(stale, source="b", previous_days=first.last_days)
     assert r.counts["stale_underlying"] == day2.num_rows
     assert validate_rows(day2, source="b", previous_days=first.last_days).counts["stale_underlying"] == 0
+
+
+def test_real_spy_sample_defects(real_data):
+    t = read_long_sample(real_data / "spy-2021-selected" / "spy_options_2021.csv")
+    r = validate_rows(t, source="spy")
+    assert r.rows == t.num_rows == 5040
+    q = r.quarantined
+    # quadruple witching, 2021-09-17: the vendor's snapshot has 17 crossed quotes
+    crossed = q.filter(pc.equal(q["reason"], "crossed_quote"))
+    assert crossed.num_rows == 17 and set(crossed["quote_date"].to_pylist()) == {dt.date(2021, 9, 17)}
+    # 2021-02-19: the 370/371/374 put butterfly sells for half a cent more than its wings cost
+    fly = q.filter(pc.equal(q["reason"], "butterfly_arbitrage"))
+    assert sorted(fly["strike"].to_pylist()) == [370.0, 371.0, 374.0]
+    assert r.quarantined.num_rows == 20 and r.counts["calendar_arbitrage"] == 0
