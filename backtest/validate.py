@@ -14,7 +14,7 @@ the order of ``REASONS``. The checks and why each is defined the way it is:
 - ``duplicate_key``: a second row for (underlying, quote_date, root, expiration, right, strike);
   the first in input order is kept.
 - ``off_grid_strike``: a strike not on the listing grid of its trading class that day; see
-  ``strike_grid_mask`` for the (deliberately conservative) definition.
+  ``_strike_grid_mask`` for the (deliberately conservative) definition.
 - ``stale_underlying``: the day's underlying_price equals the previous quote day's exactly while
   the spot implied by put-call parity moved by more than ``STALE_SPOT_MOVE``; all rows of that
   underlying and day are quarantined, since every moneyness and greek computed from them is wrong.
@@ -112,7 +112,7 @@ CALENDAR_REL_TOLERANCE = 1e-3
 # IVs outside this range are vendor placeholders (deep ITM IVs of 36.0 in the SPX sample).
 MAX_PLAUSIBLE_IV = 5.0
 
-# Candidate strike increments in thousandths of a dollar, largest first (see strike_grid_mask).
+# Candidate strike increments in thousandths of a dollar, largest first (see _strike_grid_mask).
 _STRIKE_STEPS_MILLI = np.array(
     [100_000, 50_000, 25_000, 10_000, 5_000, 2_500, 1_000, 500, 250, 100, 50, 10, 5, 1], dtype=np.int64
 )
@@ -132,8 +132,9 @@ class DayPrice:
 @dataclass(frozen=True)
 class StaticArbitrage:
     """Static-arbitrage flags per input row (input order). ``mid[check]``: the row is in a
-    violation at mid prices; ``tradable[check]``: in one that trades at bid/ask (vertical,
-    butterfly). ``checked`` marks the rows that took part (valid quotes with ask > 0)."""
+    violation at mid prices (vertical, butterfly, calendar); ``tradable[check]``: in one that
+    trades at bid/ask (vertical, butterfly, calendar of American options). ``checked`` marks the
+    rows that took part (rows passing the row checks, with ask > 0)."""
 
     checked: np.ndarray
     mid: dict[str, np.ndarray]
@@ -286,7 +287,7 @@ def _duplicates(rows: _Rows, ok: np.ndarray) -> np.ndarray:
     return out
 
 
-def strike_grid_mask(rows: _Rows, ok: np.ndarray) -> np.ndarray:
+def _strike_grid_mask(rows: _Rows, ok: np.ndarray) -> np.ndarray:
     """Rows whose strike is off the grid of its (underlying, quote_date, root).
 
     Definition (conservative on purpose):
@@ -303,7 +304,8 @@ def strike_grid_mask(rows: _Rows, ok: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         scaled = rows.strike * 1000.0
         milli = np.rint(scaled)
-        off_lattice = ok & (np.abs(scaled - milli) > 1e-6 * np.maximum(1.0, np.abs(scaled)))
+        # float noise in strike * 1000 stays far below 1e-4 for any listed strike
+        off_lattice = ok & (np.abs(scaled - milli) > 1e-4)
     on_lattice = ok & ~off_lattice
     off_grid = strike_grid(
         rows.starts("underlying", "quote_date", "root"), np.where(on_lattice, milli, 0).astype(np.int64),
@@ -333,7 +335,7 @@ def _row_checks(rows: _Rows) -> np.ndarray:
     _assign(reasons, rows.expiration < rows.quote_date, "expired")
     _assign(reasons, _non_trading_days(rows.quote_date), "non_trading_day")
     _assign(reasons, _duplicates(rows, reasons == 0), "duplicate_key")
-    _assign(reasons, strike_grid_mask(rows, reasons == 0), "off_grid_strike")
+    _assign(reasons, _strike_grid_mask(rows, reasons == 0), "off_grid_strike")
     return reasons
 
 

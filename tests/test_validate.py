@@ -117,6 +117,7 @@ def test_clean_chain_passes_every_check():
         ({"expiration": dt.date(2021, 1, 1)}, "expired"),
         ({"strike": 100.37}, "off_grid_strike"),
         ({"strike": 100.0004}, "off_grid_strike"),
+        ({"strike": 2902.0004}, "off_grid_strike"),
     ],
 )
 def test_each_row_check_quarantines_only_the_bad_row(values, reason):
