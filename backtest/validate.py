@@ -175,8 +175,8 @@ class RowValidation:
 
 @dataclass(frozen=True)
 class _Rows:
-    """Input rows as numpy columns, in the sort order (underlying, quote_date, root, right,
-    expiration, strike, input position); ``order[i]`` is the input position of sorted row i."""
+    """Input rows as numpy columns, in the sort order (underlying, quote_date, root, expiration,
+    right, strike, input position); ``order[i]`` is the input position of sorted row i."""
 
     order: np.ndarray
     underlying: np.ndarray
@@ -207,6 +207,12 @@ class _Rows:
 
 
 def _codes(col: pa.ChunkedArray) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Integer codes of a string column and the values they stand for (one code per value)."""
+    if pa.types.is_dictionary(col.type):
+        enc = col.unify_dictionaries().combine_chunks() if col.num_chunks > 1 else col.combine_chunks()
+        values = tuple(enc.dictionary.to_pylist())
+        if len(set(values)) == len(values):
+            return enc.indices.to_numpy(zero_copy_only=False).astype(np.int32), values
     enc = pc.dictionary_encode(col.cast(pa.string()).combine_chunks())
     return enc.indices.to_numpy(zero_copy_only=False).astype(np.int32), tuple(enc.dictionary.to_pylist())
 
@@ -230,12 +236,7 @@ def _prepare(table: pa.Table) -> _Rows:
     quote_date = table["quote_date"].cast(pa.int32()).to_numpy(zero_copy_only=False)
     expiration = table["expiration"].cast(pa.int32()).to_numpy(zero_copy_only=False)
     strike = _floats(table["strike"])
-    # Arrow's sort is stable (ties keep their input order, which "keep the first duplicate"
-    # relies on); two composite integer keys sort faster than five separate ones
-    day_class = (underlying.astype(np.int64) << 48) | ((quote_date.astype(np.int64) + (1 << 31)) << 16) | root
-    side_expiry = (right.astype(np.int64) + 1 << 33) | (expiration.astype(np.int64) + (1 << 31))
-    keys = pa.table({"day_class": day_class, "side_expiry": side_expiry, "strike": strike})
-    order = pc.sort_indices(keys, sort_keys=[(k, "ascending") for k in keys.column_names]).to_numpy()
+    order = _sort_order(underlying, quote_date, root, expiration, right, strike)
     return _Rows(
         order=order,
         underlying=underlying[order],
@@ -253,6 +254,31 @@ def _prepare(table: pa.Table) -> _Rows:
         iv=_floats(table["iv"])[order],
         underlying_price=_floats(table["underlying_price"])[order],
     )
+
+
+def _sort_order(underlying, quote_date, root, expiration, right, strike) -> np.ndarray:
+    """Stable sort by (underlying, quote_date, root, expiration, right, strike): ties keep their
+    input order, which "keep the first duplicate" relies on. When the fields fit, they are packed
+    into one int64 key (strikes in thousandths), which sorts store-ordered input (already in
+    runs) almost for free; otherwise Arrow sorts the fields."""
+    n = len(strike)
+    with np.errstate(invalid="ignore"):
+        milli = np.rint(strike * 1000.0)
+        packable = bool(n) and np.isfinite(strike).all() and (np.abs(strike * 1000.0 - milli) <= 1e-4).all()
+    if packable:
+        fields = [underlying, quote_date, root, expiration, right.astype(np.int64) + 1, milli.astype(np.int64)]
+        lows = [int(f.min()) for f in fields]
+        bits = [max(int(f.max()) - low, 0).bit_length() for f, low in zip(fields, lows)]
+        if sum(bits) <= 63:
+            key = np.zeros(n, np.int64)
+            for f, low, b in zip(fields, lows, bits):
+                key = (key << b) | (f.astype(np.int64) - low)
+            return np.argsort(key, kind="stable")
+    keys = pa.table({
+        "underlying": underlying, "quote_date": quote_date, "root": root, "expiration": expiration,
+        "right": right, "strike": strike,
+    })
+    return pc.sort_indices(keys, sort_keys=[(k, "ascending") for k in keys.column_names]).to_numpy()
 
 
 # --------------------------------------------------------------------------- row checks
@@ -279,7 +305,7 @@ def _duplicates(rows: _Rows, ok: np.ndarray) -> np.ndarray:
     keys next to each other in input order, so the first of a run is kept."""
     idx = np.flatnonzero(ok)
     same = np.ones(len(idx) - 1 if len(idx) else 0, bool)
-    for k in ("underlying", "quote_date", "root", "right", "expiration", "strike"):
+    for k in ("underlying", "quote_date", "root", "expiration", "right", "strike"):
         col = getattr(rows, k)[idx]
         same &= col[1:] == col[:-1]
     out = np.zeros(len(ok), bool)
@@ -361,7 +387,7 @@ def _day_checks(
     has_good[has_good] = ok_idx[pos[has_good]] < day_starts[1:][has_good]
     price = np.full(n_days, np.nan)
     price[has_good] = rows.underlying_price[ok_idx[pos[has_good]]]
-    spot = parity_spots(day_starts, rows.root, rows.right == 1, rows.expiration, rows.strike,
+    spot = parity_spots(day_starts, rows.root, rows.expiration, rows.right == 1, rows.strike,
                         0.5 * (rows.bid + rows.ask), ok & (rows.ask > 0))
     underlying = rows.underlying[first]
     date = rows.quote_date[first]
@@ -419,7 +445,7 @@ def _arbitrage_sorted(rows: _Rows, eligible: np.ndarray) -> StaticArbitrage:
     mid_tol = _quote_ticks(rows, eligible) + MID_TOLERANCE
     is_call = rows.right == 1
     mid_v, mid_b, trade_v, trade_b = strike_scan(
-        rows.starts("underlying", "quote_date", "root", "right", "expiration"),
+        rows.starts("underlying", "quote_date", "root", "expiration", "right"),
         is_call, rows.strike, rows.bid, rows.ask, eligible, mid_tol,
     )
     t_years = (rows.expiration - rows.quote_date) / 365.0
@@ -428,15 +454,16 @@ def _arbitrage_sorted(rows: _Rows, eligible: np.ndarray) -> StaticArbitrage:
         # two-sided quotes only: a zero-bid option's IV is mostly the rounding of its ask
         usable_iv = eligible & otm & (rows.bid > 0) & (t_years > 0) & (rows.iv > 0) & (rows.iv < MAX_PLAUSIBLE_IV)
     total_variance = np.where(usable_iv, rows.iv**2 * t_years, np.nan)
-    series_starts = rows.starts("underlying", "quote_date", "root", "right")
-    mid_c = calendar_scan(series_starts, rows.expiration, rows.strike, total_variance, CALENDAR_REL_TOLERANCE)
-    # American calendars: the rows of one strike of one chain side by side, by expiration
+    class_starts = rows.starts("underlying", "quote_date", "root")
+    mid_c = calendar_scan(class_starts, rows.expiration, rows.right, rows.strike, total_variance,
+                          CALENDAR_REL_TOLERANCE)
+    # American calendars: the rows of one strike and right of one class-day side by side, by expiration
     american = np.flatnonzero(eligible & rows.american)
-    chain_of = np.searchsorted(series_starts, american, side="right") - 1
-    perm = np.lexsort((rows.expiration[american], rows.strike[american], chain_of))
-    by_series, chain_sorted, strikes = american[perm], chain_of[perm], rows.strike[american][perm]
+    series = (np.searchsorted(class_starts, american, side="right") - 1) * 2 + rows.right[american]
+    perm = np.lexsort((rows.expiration[american], rows.strike[american], series))
+    by_series, series, strikes = american[perm], series[perm], rows.strike[american][perm]
     same_series = np.zeros(len(by_series), bool)
-    same_series[1:] = (chain_sorted[1:] == chain_sorted[:-1]) & (strikes[1:] == strikes[:-1])
+    same_series[1:] = (series[1:] == series[:-1]) & (strikes[1:] == strikes[:-1])
     trade_c = tradable_calendars(by_series, same_series, rows.expiration, rows.bid, rows.ask)
     return StaticArbitrage(
         checked=eligible,
@@ -494,7 +521,8 @@ def validate_rows(
     """
     table = _conformed(table, source)
     reasons, found, last_days = _classify(table, previous_days or {}, bars or {})
-    good = table.filter(pa.array(reasons == 0))
+    clean = not reasons.any()
+    good = table if clean else table.filter(pa.array(reasons == 0))
     quarantined = _quarantine_table(table, reasons, source)
     if good.num_rows + quarantined.num_rows != table.num_rows:
         raise AssertionError(f"{source}: row accounting broken: {good.num_rows} good + "
