@@ -521,8 +521,7 @@ def validate_rows(
     """
     table = _conformed(table, source)
     reasons, found, last_days = _classify(table, previous_days or {}, bars or {})
-    clean = not reasons.any()
-    good = table if clean else table.filter(pa.array(reasons == 0))
+    good = table if not reasons.any() else _filter(table, reasons == 0)
     quarantined = _quarantine_table(table, reasons, source)
     if good.num_rows + quarantined.num_rows != table.num_rows:
         raise AssertionError(f"{source}: row accounting broken: {good.num_rows} good + "
@@ -551,10 +550,17 @@ def _classify(
     return _to_input_order(rows, reasons), found, last_days
 
 
+def _filter(table: pa.Table, mask: np.ndarray) -> pa.Table:
+    """``table.filter`` column by column: several times faster on a busy machine, where Arrow's
+    table-level filter spends its time scheduling threads."""
+    keep = pa.array(mask)
+    return pa.Table.from_arrays([col.filter(keep) for col in table.columns], schema=table.schema)
+
+
 def _quarantine_table(table: pa.Table, reasons: np.ndarray, source: str) -> pa.Table:
     bad = reasons > 0
     names = np.array(("",) + REASONS, dtype=object)[reasons[bad]]
-    out = table.filter(pa.array(bad))
+    out = _filter(table, bad)
     out = out.append_column("reason", pa.array(names, pa.string())).append_column(
         "source", pa.array(np.full(out.num_rows, source, dtype=object), pa.string())
     )
@@ -802,7 +808,7 @@ def _reason_counts_from_totals(totals: np.ndarray) -> dict[str, int]:
 def _stage_file(staging: _Staging, ds: Dataset, path: str, table: pa.Table, reasons: np.ndarray) -> None:
     """Stage the file without its bad rows (removed when none is left) and its quarantine part."""
     rel = os.path.relpath(path, ds.root)
-    good = table.filter(pa.array(reasons == 0))
+    good = _filter(table, reasons == 0)
     staging.stage_table(Path(path), sort_chains(good) if good.num_rows else None)
     name = "validate-" + rel.replace(os.sep, "-").removesuffix(".parquet") + f"-{uuid.uuid4().hex[:8]}.parquet"
     staging.stage_table(Path(ds.root) / "quarantine" / name, _quarantine_table(table, reasons, rel))

@@ -543,3 +543,31 @@ def test_real_spy_sample_defects(real_data):
     fly = q.filter(pc.equal(q["reason"], "butterfly_arbitrage"))
     assert sorted(fly["strike"].to_pylist()) == [370.0, 371.0, 374.0]
     assert r.quarantined.num_rows == 20 and r.counts["calendar_arbitrage"] == 0
+
+
+def test_empty_table():
+    r = validate_rows(CHAIN_SCHEMA.empty_table(), source="empty")
+    assert r.rows == 0 and sum(r.counts.values()) == 0 and r.last_days == {}
+
+
+def test_files_sharing_a_day_are_checked_together(tmp_path):
+    # two parts of one day (e.g. two vendor files): the second copy of each contract is a duplicate
+    day = chain()
+    path = write_dataset(tmp_path / "ds", {"a": day, "b": day, "c": chain(day=dt.date(2021, 1, 5))})
+    r = validate_dataset(path)
+    assert r.counts["duplicate_key"] == day.num_rows and r.good_rows == 2 * day.num_rows
+    assert Dataset(path).read_chains("SPY").num_rows == 2 * day.num_rows
+
+
+def test_dataset_bars_and_several_underlyings(tmp_path):
+    path = tmp_path / "ds"
+    bars = pa.table({"date": pa.array([MONDAY], pa.date32()), "low": [110.0], "high": [112.0], "close": [111.0]})
+    with DatasetWriter(path) as w:
+        w.write_chains("SPY", chain(), part="spy")
+        w.write_chains("QQQ", chain(underlying="QQQ", root="QQQ"), part="qqq")
+        w.write_underlying("SPY", bars)  # SPY's chain says 100, its bar 110-112
+    r = validate_dataset(path, quarantine=False)
+    n = chain().num_rows
+    assert r.by_underlying["SPY"] == {"rows": n, "good_rows": 0, "underlying_mismatch": n}
+    assert r.by_underlying["QQQ"] == {"rows": n, "good_rows": n}
+    assert r.usable and r.messages == (f"SPY: all {n:,} chain rows fail validation",)
