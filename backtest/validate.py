@@ -16,8 +16,9 @@ the order of ``REASONS``. The checks and why each is defined the way it is:
 - ``off_grid_strike``: a strike not on the listing grid of its trading class that day; see
   ``_strike_grid_mask`` for the (deliberately conservative) definition.
 - ``stale_underlying``: the day's underlying_price equals the previous quote day's exactly while
-  the spot implied by put-call parity moved by more than ``STALE_SPOT_MOVE``; all rows of that
-  underlying and day are quarantined, since every moneyness and greek computed from them is wrong.
+  the spot implied by put-call parity moved by more than ``STALE_SPOT_MOVE`` since the day that
+  price was first quoted; all rows of that underlying and day are quarantined, since every
+  moneyness and greek computed from them is wrong.
 - ``underlying_mismatch``: with daily bars given, underlying_price outside the day's [low, high]
   (close where those are missing) widened by ``BAR_TOLERANCE``; all rows of that day.
 - ``vertical_arbitrage`` / ``butterfly_arbitrage`` / ``calendar_arbitrage``: the row is a leg
@@ -122,7 +123,8 @@ _GRID_OUTLIER_SHARE = 0.01
 
 @dataclass(frozen=True)
 class DayPrice:
-    """An underlying's last validated quote day: what the stale check of the next day compares to."""
+    """An underlying's last quote day, its underlying price, and the put-call-parity spot of the
+    day that price was first quoted: what the stale check of the next day compares to."""
 
     quote_date: dt.date
     underlying_price: float
@@ -399,23 +401,33 @@ def _day_checks(
         days = np.flatnonzero((underlying == u_code) & has_good)
         if not len(days):
             continue
-        prev = last_days.get(name)
-        prev_price = np.append(prev.underlying_price if prev else np.nan, price[days][:-1])
-        prev_spot = np.append(prev.parity_spot if prev else np.nan, spot[days][:-1])
-        with np.errstate(invalid="ignore", divide="ignore"):
-            moved = np.abs(spot[days] / prev_spot - 1.0) > STALE_SPOT_MOVE
-        stale[days] = (price[days] == prev_price) & moved
+        stale[days], last_days[name] = _stale_run(days, date, price, spot, last_days.get(name))
         if name in bars and bars[name].num_rows:
             mismatch[days] = _outside_bars(date[days], price[days], bars[name])
-        last = days[-1]
-        last_days[name] = DayPrice(days_to_date(date[last]), float(price[last]), float(spot[last]))
     day_of_row = np.repeat(np.arange(n_days), np.diff(day_starts))
     _assign(reasons, stale[day_of_row], "stale_underlying")
     _assign(reasons, mismatch[day_of_row], "underlying_mismatch")
     return last_days
 
 
+def _stale_run(days, date, price, spot, previous: DayPrice | None) -> tuple[np.ndarray, DayPrice]:
+    """Stale flags of one underlying's ``days`` (in date order) and the state for the next call.
+
+    A price is compared with the parity spot of the day it was first quoted, so a price stuck
+    for several days is caught once the market has moved far enough in total, however slowly."""
+    anchor = previous
+    stale = np.zeros(len(days), bool)
+    for i, d in enumerate(days):
+        if anchor is not None and price[d] == anchor.underlying_price:
+            stale[i] = abs(spot[d] / anchor.parity_spot - 1.0) > STALE_SPOT_MOVE
+            anchor = DayPrice(days_to_date(date[d]), anchor.underlying_price, anchor.parity_spot)
+        else:
+            anchor = DayPrice(days_to_date(date[d]), float(price[d]), float(spot[d]))
+    return stale, anchor
+
+
 def _outside_bars(dates: np.ndarray, price: np.ndarray, bars: pa.Table) -> np.ndarray:
+    bars = bars.sort_by("date")
     bar_dates = bars["date"].cast(pa.int32()).to_numpy(zero_copy_only=False)
     close = _floats(bars["close"])
     low = np.fmin(_floats(bars["low"]), close)

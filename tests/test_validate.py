@@ -306,6 +306,19 @@ def test_stale_underlying_needs_the_chain_to_move():
     assert validate_rows(stale, source="b").counts["stale_underlying"] == 0
 
 
+def test_stale_price_stuck_for_days_while_the_market_creeps():
+    # each day moves 0.15% (below the 0.2% threshold), the price sticks for two days: the second
+    # stuck day has drifted 0.30% from the day the price was set
+    days = [dt.date(2021, 1, 4), dt.date(2021, 1, 5), dt.date(2021, 1, 6)]
+    spots = [100.0, 100.15, 100.30]
+    tables = [chain(day=d, spot=s) for d, s in zip(days, spots)]
+    tables = [tables[0]] + [set_values(t, np.arange(t.num_rows), underlying_price=100.0) for t in tables[1:]]
+    r = validate_rows(pa.concat_tables(tables), source="x")
+    assert r.counts["stale_underlying"] == tables[2].num_rows
+    assert set(r.quarantined["quote_date"].to_pylist()) == {days[2]}
+    assert r.last_days["SPY"].underlying_price == 100.0 and abs(r.last_days["SPY"].parity_spot - 100.0) < 0.05
+
+
 def test_underlying_price_outside_the_bar():
     bars = pa.table({"date": pa.array([MONDAY], pa.date32()), "low": [99.0], "high": [101.0], "close": [100.5]})
     t = chain()
