@@ -484,6 +484,13 @@ def test_unusable_datasets_name_file_rows_and_why(tmp_path):
     r = validate_dataset(mismatch)
     assert not r.usable and "d1.parquet" in r.messages[0] and "'ask'" in r.messages[0]
 
+    corrupt = write_dataset(tmp_path / "corrupt", {"d1": chain(), "d2": chain(day=dt.date(2021, 1, 5))})
+    (corrupt / "chains" / "underlying=SPY" / "year=2021" / "d2.parquet").write_bytes(b"not parquet")
+    before = snapshot(corrupt)
+    r = validate_dataset(corrupt)
+    assert not r.usable and "d2.parquet: cannot read" in r.messages[0]
+    assert snapshot(corrupt) == before
+
 
 def test_cli_exit_codes_and_output(tmp_path):
     path, n = dirty_dataset(tmp_path)
