@@ -112,6 +112,8 @@ _TICK_SHARE = 0.99
 CALENDAR_REL_TOLERANCE = 1e-3
 # IVs outside this range are vendor placeholders (deep ITM IVs of 36.0 in the SPX sample).
 MAX_PLAUSIBLE_IV = 5.0
+# validate_dataset checks partition files in batches of about this many rows (about 0.5 GB).
+BATCH_ROWS = 1_000_000
 
 # Candidate strike increments in thousandths of a dollar, largest first (see _strike_grid_mask).
 _STRIKE_STEPS_MILLI = np.array(
@@ -690,9 +692,11 @@ def _read_chain_file(ds: Dataset, path: str) -> pa.Table:
         raise _Unusable(f"{path}: all {table.num_rows} rows: schema mismatch: {exc}") from None
 
 
-def _file_units(ds: Dataset, files: list[str]) -> list[list[int]]:
-    """Group files that share a quote date (a day's rows must be validated together), in date
-    order; each group is read and checked at once, which bounds memory by the largest group."""
+def _file_batches(ds: Dataset, files: list[str]) -> list[list[int]]:
+    """Batches of file indices, in date order, each read and checked at once. Files that share a
+    quote date are always in one batch (a day's rows must be validated together); consecutive
+    groups are merged up to ``BATCH_ROWS`` rows so that per-call overheads stay small. Memory is
+    bounded by max(BATCH_ROWS, the largest group of files sharing dates)."""
     parent = list(range(len(files)))
 
     def find(i: int) -> int:
@@ -703,6 +707,7 @@ def _file_units(ds: Dataset, files: list[str]) -> list[list[int]]:
 
     owner: dict[int, int] = {}
     first_day: dict[int, int] = {}
+    rows: dict[int, int] = {}
     for i, path in enumerate(files):
         try:
             days = pq.read_table(path, columns=["quote_date"], filesystem=ds.fs)["quote_date"]
@@ -710,6 +715,7 @@ def _file_units(ds: Dataset, files: list[str]) -> list[list[int]]:
             raise _Unusable(f"{path}: cannot read column quote_date: {exc}") from None
         unique = np.unique(days.cast(pa.int32()).to_numpy(zero_copy_only=False))
         first_day[i] = int(unique[0]) if len(unique) else 0
+        rows[i] = len(days)
         for d in unique.tolist():
             if d in owner:
                 parent[find(i)] = find(owner[d])
@@ -718,7 +724,17 @@ def _file_units(ds: Dataset, files: list[str]) -> list[list[int]]:
     units: dict[int, list[int]] = {}
     for i in range(len(files)):
         units.setdefault(find(i), []).append(i)
-    return sorted(units.values(), key=lambda unit: min(first_day[i] for i in unit))
+    batches: list[list[int]] = []
+    batch_rows = 0
+    for unit in sorted(units.values(), key=lambda unit: min(first_day[i] for i in unit)):
+        unit_rows = sum(rows[i] for i in unit)
+        if batches and batch_rows + unit_rows <= BATCH_ROWS:
+            batches[-1] += unit
+            batch_rows += unit_rows
+        else:
+            batches.append(list(unit))
+            batch_rows = unit_rows
+    return batches
 
 
 def _read_bars(ds: Dataset, underlying: str) -> dict[str, pa.Table]:
@@ -763,8 +779,8 @@ def validate_dataset(path: str | os.PathLike, *, quarantine: bool = True, progre
                 previous: dict[str, DayPrice] = {}
                 u_counts = np.zeros(len(REASONS) + 1, np.int64)
                 good_dates: list[np.ndarray] = []
-                for unit in _file_units(ds, paths):
-                    tables = [_read_chain_file(ds, paths[i]) for i in unit]
+                for batch in _file_batches(ds, paths):
+                    tables = [_read_chain_file(ds, paths[i]) for i in batch]
                     combined = pa.concat_tables(tables)
                     reasons, found, previous = _classify(combined, previous, bars)
                     u_counts += np.bincount(reasons, minlength=len(REASONS) + 1)
@@ -774,7 +790,7 @@ def validate_dataset(path: str | os.PathLike, *, quarantine: bool = True, progre
                         combined["quote_date"].cast(pa.int32()).to_numpy(zero_copy_only=False)[reasons == 0]
                     )
                     offsets = np.cumsum([0] + [t.num_rows for t in tables])
-                    for k, i in enumerate(unit):
+                    for k, i in enumerate(batch):
                         file_reasons = reasons[offsets[k]:offsets[k + 1]]
                         if quarantine and (file_reasons > 0).any():
                             _stage_file(staging, ds, paths[i], tables[k], file_reasons)

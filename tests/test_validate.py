@@ -435,6 +435,7 @@ def test_failure_while_checking_leaves_the_dataset_unchanged(tmp_path, monkeypat
         return real(*args, **kwargs)
 
     monkeypatch.setattr(validate_module, "_classify", fail_on_third)
+    monkeypatch.setattr(validate_module, "BATCH_ROWS", 1)  # one call per day
     with pytest.raises(RuntimeError, match="disk on fire"):
         validate_dataset(path)
     assert snapshot(path) == before
