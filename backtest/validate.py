@@ -108,6 +108,8 @@ MID_TOLERANCE = 1e-6
 # must exceed one tick, the most that rounding bid and ask to the tick can produce.
 _TICKS = (0.10, 0.05, 0.01, 0.005)
 _TICK_SHARE = 0.99
+# Tick rules change at $3 (SPX: $0.05 below, $0.10 above; penny pilot: $0.01 below, $0.05 above).
+_TICK_BAND_EDGE = 3.0
 # Vendor IVs carry about 4 decimals; total variances closer than this (relative) are not compared.
 CALENDAR_REL_TOLERANCE = 1e-3
 # IVs outside this range are vendor placeholders (deep ITM IVs of 36.0 in the SPX sample).
@@ -446,11 +448,16 @@ def _outside_bars(dates: np.ndarray, price: np.ndarray, bars: pa.Table) -> np.nd
 
 
 def _quote_ticks(rows: _Rows, eligible: np.ndarray) -> np.ndarray:
-    """Per row, the quote tick of its (underlying, quote_date): the largest of ``_TICKS`` that at
-    least 99% of the day's positive bids and asks are multiples of; 0 when none is."""
+    """Per row, the quote tick of its (underlying, quote_date) and price band: the largest of
+    ``_TICKS`` that at least 99% of the band's positive bids and asks are multiples of (0 when
+    none is); a row whose bid and ask lie in different bands takes the larger tick."""
     starts = rows.starts("underlying", "quote_date")
-    ticks = quote_ticks(starts, rows.bid, rows.ask, eligible, np.array(_TICKS), _TICK_SHARE)
-    return np.repeat(ticks, np.diff(starts))
+    ticks = quote_ticks(starts, rows.bid, rows.ask, eligible, np.array(_TICKS), _TICK_SHARE, _TICK_BAND_EDGE)
+    day = np.repeat(np.arange(len(starts) - 1), np.diff(starts))
+    with np.errstate(invalid="ignore"):
+        bid_band = (rows.bid >= _TICK_BAND_EDGE).astype(np.int64)
+        ask_band = (rows.ask >= _TICK_BAND_EDGE).astype(np.int64)
+    return np.maximum(ticks[day, bid_band], ticks[day, ask_band])
 
 
 def _arbitrage_sorted(rows: _Rows, eligible: np.ndarray) -> StaticArbitrage:

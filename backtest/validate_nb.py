@@ -68,8 +68,9 @@ def strike_scan(starts, is_call, strike, bid, ask, eligible, mid_tol):
     """Vertical-spread and butterfly checks per (underlying, quote_date, root, expiration, right).
 
     Returns four masks: mid_vertical, mid_butterfly (rows in an adjacent pair / triplet whose
-    mid prices break monotonicity, the slope bound or convexity by more than ``mid_tol`` of the
-    row (quotes rounded to a tick move a mid by half a tick, a spread of two mids by up to one)),
+    mid prices break monotonicity, the slope bound or convexity by more than the largest
+    ``mid_tol`` of their rows (quotes rounded to a tick move a mid by half a tick, a spread of
+    two mids by up to one)),
     trade_vertical (rows of any two-strike vertical, see ``_tradable_verticals``) and
     trade_butterfly (rows of an adjacent-strike butterfly) that trade at bid/ask for a riskless
     profit: buy at ask, sell at bid. Only ``eligible`` rows take part.
@@ -106,7 +107,8 @@ def strike_scan(starts, is_call, strike, bid, ask, eligible, mid_tol):
             else:
                 mono = mi - mj  # put prices must not fall with strike
                 slope = mj - mi - width
-            if mono > mid_tol[j] or slope > mid_tol[j]:
+            tol = max(mid_tol[i], mid_tol[j])
+            if mono > tol or slope > tol:
                 mid_v[i] = True
                 mid_v[j] = True
         for a in range(1, m - 1):
@@ -117,7 +119,7 @@ def strike_scan(starts, is_call, strike, bid, ask, eligible, mid_tol):
             w_lo = (strike[hi] - strike[mid]) / span
             w_hi = (strike[mid] - strike[lo]) / span
             fly_mid = (w_lo * (bid[lo] + ask[lo]) + w_hi * (bid[hi] + ask[hi]) - (bid[mid] + ask[mid])) * 0.5
-            if fly_mid < -mid_tol[mid]:
+            if fly_mid < -max(mid_tol[lo], mid_tol[mid], mid_tol[hi]):
                 mid_b[lo] = True
                 mid_b[mid] = True
                 mid_b[hi] = True
@@ -233,26 +235,29 @@ def strike_grid(starts, milli, ok, steps, min_strikes, outlier_share):
 
 
 @njit(cache=True)
-def quote_ticks(starts, bid, ask, eligible, ticks, min_share):
-    """Per block (one underlying on one day), the largest of ``ticks`` (descending) that at
-    least ``min_share`` of the positive bids and asks are whole multiples of; 0 when none is."""
-    out = np.zeros(len(starts) - 1)
+def quote_ticks(starts, bid, ask, eligible, ticks, min_share, band_edge):
+    """Quote ticks per block (one underlying on one day) and price band (below / from
+    ``band_edge`` dollars, as in the $0.05 / $0.10 SPX and $0.01 / $0.05 penny-pilot rules):
+    the largest of ``ticks`` (descending) that at least ``min_share`` of the band's positive bids
+    and asks are whole multiples of; 0 when none is. Returns an array (blocks, 2)."""
+    out = np.zeros((len(starts) - 1, 2))
     for g in range(len(starts) - 1):
-        for tick in ticks:
-            quoted = 0
-            on_tick = 0
-            for i in range(starts[g], starts[g + 1]):
-                if not eligible[i]:
-                    continue
-                for price in (bid[i], ask[i]):
-                    if price > 0:
-                        quoted += 1
-                        x = price / tick
-                        if abs(x - np.rint(x)) < 1e-6:
-                            on_tick += 1
-            if quoted > 0 and on_tick >= min_share * quoted:
-                out[g] = tick
-                break
+        for band in range(2):
+            for tick in ticks:
+                quoted = 0
+                on_tick = 0
+                for i in range(starts[g], starts[g + 1]):
+                    if not eligible[i]:
+                        continue
+                    for price in (bid[i], ask[i]):
+                        if price > 0 and (price >= band_edge) == (band == 1):
+                            quoted += 1
+                            x = price / tick
+                            if abs(x - np.rint(x)) < 1e-6:
+                                on_tick += 1
+                if quoted > 0 and on_tick >= min_share * quoted:
+                    out[g, band] = tick
+                    break
     return out
 
 

@@ -85,9 +85,7 @@ def _pandas_checks(df: pd.DataFrame) -> dict[str, int]:
     assign(grid.reindex(df.index, fill_value=False).astype(bool), "off_grid_strike")
 
     eligible = df[(reason == "") & (df.ask > 0)].sort_values(key[:-2] + ["right", "expiration", "strike"])
-    tick = eligible.groupby(["underlying", "quote_date"]).apply(_tick).rename("tick")
-    eligible = eligible.join(tick, on=["underlying", "quote_date"])
-    eligible["tol"] = eligible.tick + MID_TOLERANCE
+    eligible["tol"] = _pandas_tolerances(eligible)
     flags = eligible.groupby(["underlying", "quote_date", "root", "right", "expiration"], group_keys=False).apply(
         _strike_flags
     )
@@ -126,13 +124,25 @@ def _pandas_american_calendars(eligible: pd.DataFrame) -> pd.Series:
     return (earlier_max_bid > am.ask + 1e-9) | (am.bid > later_min_ask + 1e-9)
 
 
-def _tick(day: pd.DataFrame) -> float:
-    quotes = pd.concat([day.bid[day.bid > 0], day.ask[day.ask > 0]])
-    for tick in (0.10, 0.05, 0.01, 0.005):
-        x = quotes / tick
-        if len(quotes) and (np.abs(x - np.rint(x)) < 1e-6).mean() >= 0.99:
-            return tick
-    return 0.0
+def _pandas_tolerances(eligible: pd.DataFrame) -> pd.Series:
+    """Per row: the larger tick of its bid's and ask's price bands that day, plus float slack."""
+    def tick(prices: pd.Series) -> float:
+        for t in (0.10, 0.05, 0.01, 0.005):
+            x = prices / t
+            if len(prices) and (np.abs(x - np.rint(x)) < 1e-6).mean() >= 0.99:
+                return t
+        return 0.0
+
+    quotes = pd.concat([eligible[["underlying", "quote_date", "bid"]].rename(columns={"bid": "price"}),
+                        eligible[["underlying", "quote_date", "ask"]].rename(columns={"ask": "price"})])
+    quotes = quotes[quotes.price > 0].assign(band=lambda q: q.price >= 3.0)
+    ticks = quotes.groupby(["underlying", "quote_date", "band"]).price.apply(tick).rename("tick")
+
+    def lookup(side: str) -> pd.Series:
+        keys = eligible[["underlying", "quote_date"]].assign(band=eligible[side] >= 3.0)
+        return keys.join(ticks, on=["underlying", "quote_date", "band"]).tick.fillna(0.0)
+
+    return np.maximum(lookup("bid"), lookup("ask")) + MID_TOLERANCE
 
 
 def _strike_flags(g: pd.DataFrame) -> pd.DataFrame:
@@ -145,7 +155,7 @@ def _strike_flags(g: pd.DataFrame) -> pd.DataFrame:
         width = k[j] - k[j - 1]
         mono = mid[j] - mid[j - 1] if call else mid[j - 1] - mid[j]
         slope = (mid[j - 1] - mid[j] if call else mid[j] - mid[j - 1]) - width
-        if mono > tol[j] or slope > tol[j]:
+        if mono > max(tol[j - 1], tol[j]) or slope > max(tol[j - 1], tol[j]):
             mid_v[j - 1] = mid_v[j] = True
         for i in range(j):
             if call:
@@ -159,7 +169,7 @@ def _strike_flags(g: pd.DataFrame) -> pd.DataFrame:
     for j in range(1, n - 1):
         w_lo = (k[j + 1] - k[j]) / (k[j + 1] - k[j - 1])
         w_hi = 1.0 - w_lo
-        if w_lo * mid[j - 1] + w_hi * mid[j + 1] - mid[j] < -tol[j]:
+        if w_lo * mid[j - 1] + w_hi * mid[j + 1] - mid[j] < -tol[j - 1:j + 2].max():
             mid_b[j - 1:j + 2] = True
         if w_lo * ask[j - 1] + w_hi * ask[j + 1] - bid[j] < -1e-9:
             trade_b[j - 1:j + 2] = True
