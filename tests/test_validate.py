@@ -533,8 +533,12 @@ def test_real_spx_sample_defects(spx_days):
     # mid prices break static arbitrage on a sizeable share (deep in-the-money quotes are wide)
     # but far from all rows; calendars in total variance rarely
     share = r.mid_violations["any"] / r.good.num_rows
-    assert 0.05 < share < 0.30, share
-    assert 0 < r.mid_violations["calendar"] < 0.01 * r.good.num_rows
+    assert 0.05 < share < 0.15, share  # 8.4% on these days
+    assert 0 < r.mid_violations["calendar"] < 0.005 * r.good.num_rows  # 104 rows
+    # the stats API sees the same rows
+    flags = static_arbitrage_violations(r.good)
+    assert flags.counts()["mid_any"] == r.mid_violations["any"] and not any(flags.counts()[f"tradable_{c}"]
+                                                                               for c in ("vertical", "butterfly"))
     # zero bids are common far from the money and kept
     assert pc.sum(pc.equal(r.good["bid"], 0.0)).as_py() > 1000
 
