@@ -52,7 +52,16 @@ from tqdm import tqdm
 from backtest.calendar import trading_days
 from backtest.errors import UserError
 from backtest.schema import CHAIN_SCHEMA, QUARANTINE_SCHEMA, conform
-from backtest.store import DATASET_JSON, Dataset, StoreError, date_to_days, days_to_date, sort_chains
+from backtest.store import (
+    CHAIN_DICTIONARY_COLUMNS,
+    CHAIN_STATISTICS_COLUMNS,
+    DATASET_JSON,
+    Dataset,
+    StoreError,
+    date_to_days,
+    days_to_date,
+    sort_chains,
+)
 from backtest.validate_nb import (
     calendar_scan,
     parity_spots,
@@ -635,14 +644,14 @@ class _Staging:
     def __init__(self) -> None:
         self._replacements: list[tuple[Path, Path | None]] = []
 
-    def stage_table(self, target: Path, table: pa.Table | None) -> None:
-        """Replace ``target`` with ``table`` (None: remove it)."""
+    def stage_table(self, target: Path, table: pa.Table | None, **write_options: Any) -> None:
+        """Replace ``target`` with ``table`` (None: remove it); options go to pq.write_table."""
         staged = None
         if table is not None:
             target.parent.mkdir(parents=True, exist_ok=True)
             staged = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
             self._replacements.append((target, staged))
-            pq.write_table(table, staged, compression="zstd")
+            pq.write_table(table, staged, **({"compression": "zstd"} | write_options))
         else:
             self._replacements.append((target, None))
 
@@ -844,7 +853,9 @@ def _stage_file(staging: _Staging, ds: Dataset, path: str, table: pa.Table, reas
     """Stage the file without its bad rows (removed when none is left) and its quarantine part."""
     rel = os.path.relpath(path, ds.root)
     good = _filter(table, reasons == 0)
-    staging.stage_table(Path(path), sort_chains(good) if good.num_rows else None)
+    # written like DatasetWriter writes chain files, so readers' filters keep their statistics
+    staging.stage_table(Path(path), sort_chains(good) if good.num_rows else None,
+                        use_dictionary=CHAIN_DICTIONARY_COLUMNS, write_statistics=CHAIN_STATISTICS_COLUMNS)
     name = "validate-" + rel.replace(os.sep, "-").removesuffix(".parquet") + f"-{uuid.uuid4().hex[:8]}.parquet"
     staging.stage_table(Path(ds.root) / "quarantine" / name, _quarantine_table(table, reasons, rel))
 
