@@ -598,8 +598,7 @@ def _quarantine_table(table: pa.Table, reasons: np.ndarray, source: str) -> pa.T
 
 
 def _reason_counts(reasons: np.ndarray) -> dict[str, int]:
-    counts = np.bincount(reasons, minlength=len(REASONS) + 1)
-    return {name: int(counts[i + 1]) for i, name in enumerate(REASONS)}
+    return _reason_counts_from_totals(np.bincount(reasons, minlength=len(REASONS) + 1))
 
 
 def _mid_counts(found: StaticArbitrage) -> dict[str, int]:
@@ -814,9 +813,9 @@ def validate_dataset(path: str | os.PathLike, *, quarantine: bool = True, progre
                         progress_bar.update(1)
                 rows = int(u_counts.sum())
                 by_underlying[underlying] = {"rows": rows, "good_rows": int(u_counts[0])} | {
-                    name: int(u_counts[j + 1]) for j, name in enumerate(REASONS) if u_counts[j + 1]
+                    name: n for name, n in _reason_counts_from_totals(u_counts).items() if n
                 }
-                meta_underlyings[underlying] = _span(np.concatenate(good_dates))
+                meta_underlyings[underlying] = _span(np.concatenate(good_dates or [np.zeros(0, np.int32)]))
                 if rows and not u_counts[0]:
                     messages.append(f"{underlying}: all {rows:,} chain rows fail validation")
                 totals += u_counts
@@ -829,23 +828,27 @@ def validate_dataset(path: str | os.PathLike, *, quarantine: bool = True, progre
                 staging.commit()
         except _Unusable as exc:
             staging.discard()
-            return ValidationReport(
-                path=path, usable=False, messages=tuple(messages + [str(exc)]), files=n_files,
-                rows=int(totals.sum()), good_rows=int(totals[0]), quarantined_rows=int(totals[1:].sum()),
-                counts=_reason_counts_from_totals(totals), by_underlying=by_underlying, mid_violations=mid,
-            )
+            messages.append(str(exc))
+            return _dataset_report(path, False, messages, n_files, totals, by_underlying, mid)
         except BaseException:
             staging.discard()
             raise
+    return _dataset_report(path, True, messages, n_files, totals, by_underlying, mid, rewritten)
+
+
+def _dataset_report(path: str, usable: bool, messages: list[str], files: int, totals: np.ndarray,
+                    by_underlying: dict[str, dict[str, int]], mid: dict[str, int],
+                    rewritten: list[str] | None = None) -> ValidationReport:
     return ValidationReport(
-        path=path, usable=True, messages=tuple(messages), files=n_files, rows=int(totals.sum()),
+        path=path, usable=usable, messages=tuple(messages), files=files, rows=int(totals.sum()),
         good_rows=int(totals[0]), quarantined_rows=int(totals[1:].sum()),
         counts=_reason_counts_from_totals(totals), by_underlying=by_underlying, mid_violations=mid,
-        quarantine_applied=bool(quarantine and rewritten), rewritten_files=tuple(rewritten),
+        quarantine_applied=bool(rewritten), rewritten_files=tuple(rewritten or ()),
     )
 
 
 def _reason_counts_from_totals(totals: np.ndarray) -> dict[str, int]:
+    """Per reason, from counts indexed by reason code (index 0: good rows)."""
     return {name: int(totals[j + 1]) for j, name in enumerate(REASONS)}
 
 
