@@ -241,22 +241,26 @@ def quote_ticks(starts, bid, ask, eligible, ticks, min_share, band_edge):
     the largest of ``ticks`` (descending) that at least ``min_share`` of the band's positive bids
     and asks are whole multiples of; 0 when none is. Returns an array (blocks, 2)."""
     out = np.zeros((len(starts) - 1, 2))
+    on_tick = np.zeros((2, len(ticks)), np.int64)
+    quoted = np.zeros(2, np.int64)
     for g in range(len(starts) - 1):
+        on_tick[:] = 0
+        quoted[:] = 0
+        for i in range(starts[g], starts[g + 1]):
+            if not eligible[i]:
+                continue
+            for price in (bid[i], ask[i]):
+                if price > 0:
+                    band = 1 if price >= band_edge else 0
+                    quoted[band] += 1
+                    for t in range(len(ticks)):
+                        x = price / ticks[t]
+                        if abs(x - np.rint(x)) < 1e-6:
+                            on_tick[band, t] += 1
         for band in range(2):
-            for tick in ticks:
-                quoted = 0
-                on_tick = 0
-                for i in range(starts[g], starts[g + 1]):
-                    if not eligible[i]:
-                        continue
-                    for price in (bid[i], ask[i]):
-                        if price > 0 and (price >= band_edge) == (band == 1):
-                            quoted += 1
-                            x = price / tick
-                            if abs(x - np.rint(x)) < 1e-6:
-                                on_tick += 1
-                if quoted > 0 and on_tick >= min_share * quoted:
-                    out[g, band] = tick
+            for t in range(len(ticks)):
+                if quoted[band] > 0 and on_tick[band, t] >= min_share * quoted[band]:
+                    out[g, band] = ticks[t]
                     break
     return out
 
