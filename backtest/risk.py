@@ -108,6 +108,7 @@ class PortfolioResult:
     names: tuple[str, ...]
     structure_types: tuple[str, ...]
     results: tuple[ManyResult, ...]  # each sleeve's final engine run (one genome)
+    masks: np.ndarray  # [n_sleeves, n_days] the final entry masks (the sleeves' minus blocked days)
     equity: np.ndarray  # account equity after each day
     daily_pnl: np.ndarray
     open_risk: np.ndarray  # open risk after each day's exits, before its entries
@@ -131,6 +132,7 @@ class PortfolioResult:
             "risk": r.trade_risk,
             "pnl": r.trade_pnl,
             "exit_reason": [engine_nb.EXIT_REASONS[int(c)] for c in r.trade_reason],
+            "front_expiration": _front_expiration(r),
         }) for name, structure, r in zip(self.names, self.structure_types, self.results)]
         return pd.concat(frames, ignore_index=True).sort_values(["entry_date", "sleeve"], ignore_index=True)
 
@@ -149,6 +151,11 @@ class PortfolioResult:
         out["blocked_entries"] = dict(self.blocked_entries)
         out["kill_date"] = None if self.kill_date is None else str(self.kill_date)
         return out
+
+
+def _front_expiration(r: ManyResult) -> np.ndarray:
+    exp = np.where(np.arange(engine_nb.MAX_LEGS)[None, :] < r.legs.n_legs[:, None], r.legs.expiration, np.iinfo(np.int32).max)
+    return np.datetime64("1970-01-01", "D") + exp.min(axis=1).astype("timedelta64[D]")
 
 
 def _window_days(result: ManyResult, n_t: int) -> tuple[np.ndarray, np.ndarray]:
@@ -276,7 +283,7 @@ def run_portfolio(
 
     return PortfolioResult(
         dates=dates, names=tuple(names), structure_types=tuple(d.structure_type.value for d in dnas),
-        results=tuple(s.result for s in states), equity=equity,
+        results=tuple(s.result for s in states), masks=allowed, equity=equity,
         daily_pnl=np.diff(np.concatenate(([initial], equity))),
         open_risk=sum(s.open_risk for s in states), delta_usd=sum(s.delta_usd for s in states),
         vega_usd=sum(s.vega_usd for s in states), blocked_entries=blocked,
