@@ -124,7 +124,8 @@ def regime_matrix(step: float) -> Baseline:
         "Regime (rule classifier) x direction (SMA50 + RSI14) matrix, seed 001 §5 deltas/DTE/widths/sizing",
         tuple(sleeves),
         notes=("seed 001: direction is SMA50/RSI14 (no ML model yet), confidence 0.5 (1.0 for the neutral "
-               "regime's high-confidence trades); the 1-10 contract clamp is not applied (sizing is risk-based); "
+               "regime's high-confidence trades); the 1-10 contract clamp is not applied (sizing is risk-based: "
+               "a trade whose max loss exceeds its risk budget is skipped rather than taken at 1 contract); "
                "exits are the DNA defaults (the seed gives none)",))
 
 
