@@ -155,42 +155,71 @@ def implied(mid, is_call, s, k, t):
     return brentq(lambda v: float(bs_greeks(is_call, s, k, t, 0.0, 0.0, v).price) - mid, 1e-4, 5.0, xtol=1e-14)
 
 
+def oracle_legs(chains, closes, index, day, entered_today: bool, masks=None):
+    """Legs open at window day ``day`` from plain runs' trade logs, each with its chain quote's
+    mid and the volatility brentq finds for it: (size, is_call, strike, years, vol, mid); a leg
+    the chain does not quote that day is left out, as the risk layer leaves it out."""
+    today = pd.Timestamp(index.dates[day])
+    quotes = chains[chains["quote_date"] == today].set_index(["expiration", "right", "strike"])
+    spot = float(closes[today])
+    legs = []
+    for j, s in enumerate(sleeves()):
+        trades = run(s.dna, index, entry_mask=None if masks is None else masks[j]).trades
+        entered = trades["entry_date"] <= today if entered_today else trades["entry_date"] < today
+        open_now = trades[entered & ((trades["exit_date"] > today) | (trades["exit_reason"] == "open_at_end"))]
+        for _, tr in open_now.iterrows():
+            for i in range(1, 5):
+                if tr[f"leg{i}_qty"]:
+                    is_call, k, exp = tr[f"leg{i}_right"] == "C", tr[f"leg{i}_strike"], tr[f"leg{i}_expiration"]
+                    if (exp, "C" if is_call else "P", k) not in quotes.index:
+                        continue
+                    q = quotes.loc[(exp, "C" if is_call else "P", k)]
+                    mid = (float(q["bid"]) + float(q["ask"])) / 2
+                    t = (exp - today).days / 365.0
+                    legs.append((tr["contracts"] * tr[f"leg{i}_qty"] * 100, is_call, k, t,
+                                 implied(mid, is_call, spot, k, t), mid))
+    return spot, legs
+
+
 def test_stress_matches_full_repricing_of_the_open_legs(market):
     chains, closes, index = market
     res = run_portfolio(sleeves(), index)
     day = 45
     report = stress_report(res, index, res.dates[day])
-    # oracle: the trade logs of plain runs, quotes from the chain rows, IV by brentq, repricing
-    today = pd.Timestamp(res.dates[day])
-    quotes = chains[chains["quote_date"] == today].set_index(["expiration", "right", "strike"])
-    spot = float(closes[today])
-    legs = []
-    for s in sleeves():
-        trades = run(s.dna, index).trades
-        open_now = trades[(trades["entry_date"] <= today) & ((trades["exit_date"] > today)
-                                                             | (trades["exit_reason"] == "open_at_end"))]
-        for _, tr in open_now.iterrows():
-            for i in range(1, 5):
-                if tr[f"leg{i}_qty"]:
-                    legs.append((tr["contracts"] * tr[f"leg{i}_qty"], tr[f"leg{i}_right"] == "C",
-                                 tr[f"leg{i}_strike"], tr[f"leg{i}_expiration"]))
+    spot, legs = oracle_legs(chains, closes, index, day, entered_today=True)
     assert len(legs) == report["open_legs"] >= 4 and report["unpriced_legs"] == 0
-    value, base = 0.0, []
-    for qty, is_call, k, exp in legs:
-        q = quotes.loc[(exp, "C" if is_call else "P", k)]
-        mid = (float(q["bid"]) + float(q["ask"])) / 2
-        t = (exp - today).days / 365.0
-        base.append((qty, is_call, k, t, implied(mid, is_call, spot, k, t)))
-        value += qty * 100 * mid
-    assert report["position_value"] == pytest.approx(value, rel=1e-9)
+    assert report["position_value"] == pytest.approx(sum(size * mid for size, *_, mid in legs), rel=1e-9)
     for scenario in report["scenarios"]:
-        expected = sum(qty * 100 * (float(bs_greeks(c, spot * (1 + scenario["spot_shock"]), k, t, 0, 0,
-                                                    v + scenario["vol_shock"]).price)
-                                    - float(bs_greeks(c, spot, k, t, 0, 0, v).price))
-                       for qty, c, k, t, v in base)
+        expected = sum(size * (float(bs_greeks(c, spot * (1 + scenario["spot_shock"]), k, t, 0, 0,
+                                                 v + scenario["vol_shock"]).price)
+                               - float(bs_greeks(c, spot, k, t, 0, 0, v).price))
+                       for size, c, k, t, v, _ in legs)
         assert scenario["pnl"] == pytest.approx(expected, rel=1e-7, abs=1e-6)
     shocks = {(s["spot_shock"], s["vol_shock"]) for s in report["scenarios"]}
     assert {(-0.05, 0.0), (0.05, 0.0), (0.0, -0.05), (0.0, 0.05)} <= shocks
+
+
+def test_portfolio_greeks_match_the_pricer_at_implied_vols(market):
+    chains, closes, index = market
+    res = run_portfolio(sleeves(), index, limits=RiskLimits(max_delta=1.0))
+    for day in (30, 61):
+        spot, legs = oracle_legs(chains, closes, index, day, entered_today=False, masks=res.masks)
+        assert legs
+        g = [bs_greeks(c, spot, k, t, 0, 0, v) for _, c, k, t, v, _ in legs]
+        delta = sum(size * float(x.delta) * spot for (size, *_), x in zip(legs, g))
+        vega = sum(size * float(x.vega) for (size, *_), x in zip(legs, g))
+        assert res.delta_usd[day] == pytest.approx(delta, rel=1e-7)
+        assert res.vega_usd[day] == pytest.approx(vega, rel=1e-7)
+
+
+def test_short_vega_limit_blocks_entries_while_exceeded(market):
+    *_, index = market
+    limit = 0.005
+    res = run_portfolio(sleeves(), index, limits=RiskLimits(max_short_vega=limit))
+    prev = np.concatenate(([100_000.0], res.equity[:-1]))
+    over = set(np.flatnonzero(res.vega_usd < -limit * prev).tolist())
+    assert over and res.blocked_entries["vega"] > 0
+    assert not all_entry_days(res) & over
 
 
 def test_stress_report_of_a_flat_book_and_a_bad_date(market):
