@@ -224,7 +224,7 @@ def test_cli_table_and_json(market, tmp_path):
     assert "seed000_long_straddle_60_90" in out.output and "not run: no feature table" in out.output
     out = runner.invoke(cli, ["baselines", "--data", str(tmp_path / "ds"), "--symbol", "TEST", "--json",
                               "--baseline", "seed000_short_dated_gamma"])
-    doc = json.loads(out.output)
+    doc = json.loads(out.output, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
     assert [b["name"] for b in doc["baselines"]] == ["seed000_short_dated_gamma"]
     bad = runner.invoke(cli, ["baselines", "--data", str(tmp_path / "ds"), "--symbol", "TEST", "--baseline", "nope"])
     assert bad.exit_code != 0 and "unknown baseline" in bad.output

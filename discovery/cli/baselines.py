@@ -69,8 +69,7 @@ def baselines(data, symbol, start, end, fill, names, as_json) -> None:
     reports = run_baselines(index, features, start, end, Costs(fill=fill), names or None,
                             has_vix_options="VIX" in dataset.underlyings)
     if as_json:
-        click.echo(json.dumps({"symbol": symbol, "fill_model": fill,
-                               "baselines": json.loads(json.dumps(reports, default=_plain_json))}, indent=2))
+        click.echo(json.dumps({"symbol": symbol, "fill_model": fill, "baselines": strict_json(reports)}, indent=2))
         return
     span = next((f"{r['start']}..{r['end']}" for r in reports if "start" in r), "")
     click.echo(f"{symbol} {span}, fill {fill}")
@@ -80,5 +79,12 @@ def baselines(data, symbol, start, end, fill, names, as_json) -> None:
             click.echo(f"warning: {r['name']}: {warning}", err=True)
 
 
-def _plain_json(value):
-    return _plain(float(value)) if hasattr(value, "__float__") else str(value)
+def strict_json(value):
+    """Reports as strict JSON values: non-finite floats become strings, as in `osd backtest`."""
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    if isinstance(value, float):
+        return _plain(value)
+    return value
