@@ -228,3 +228,15 @@ def test_cli_table_and_json(market, tmp_path):
     assert [b["name"] for b in doc["baselines"]] == ["seed000_short_dated_gamma"]
     bad = runner.invoke(cli, ["baselines", "--data", str(tmp_path / "ds"), "--symbol", "TEST", "--baseline", "nope"])
     assert bad.exit_code != 0 and "unknown baseline" in bad.output
+
+
+def test_verdict_names_the_structures_that_beat_the_best_baseline():
+    from models.baselines import verdict
+
+    reports = [{"name": "a", "sharpe": 0.4}, {"name": "b", "sharpe": 1.1}, {"name": "c", "error": "no features"}]
+    v = verdict(reports, {"x": 1.5, "y": 1.1, "z": 2.0})
+    assert (v["best_baseline"], v["best_baseline_value"], v["beaten_by"]) == ("b", 1.1, ["z", "x"])
+    assert v["discovery_beats_baselines"]
+    assert not verdict(reports, {"y": 0.9})["discovery_beats_baselines"]
+    with pytest.raises(Exception, match="no baseline ran"):
+        verdict(reports[2:], {"x": 1.0})

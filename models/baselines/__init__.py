@@ -152,3 +152,16 @@ def run_baselines(
         reports.append(baseline_report(b, run_baseline(b, index, features, start, end, costs), features, index,
                                        has_vix_options))
     return reports
+
+
+def verdict(reports: Sequence[Mapping[str, Any]], discovered: Mapping[str, float], metric: str = "sharpe") -> dict[str, Any]:
+    """Did discovery beat the guesses? ``discovered``: structure name -> its ``metric`` on the
+    same span (the lockbox). Compares with the best baseline that ran; ties do not beat it."""
+    ran = [r for r in reports if "error" not in r]
+    if not ran:
+        raise UserError("no baseline ran on this span: nothing to compare the discovered structures with")
+    best = max(ran, key=lambda r: r[metric])
+    beaten_by = sorted((name for name, value in discovered.items() if value > best[metric]),
+                       key=lambda name: -discovered[name])
+    return {"metric": metric, "best_baseline": best["name"], "best_baseline_value": best[metric],
+            "beaten_by": beaten_by, "discovery_beats_baselines": bool(beaten_by)}
