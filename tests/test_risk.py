@@ -13,6 +13,7 @@ from backtest.engine import run, run_many
 from backtest.errors import UserError
 from backtest.pricing import bs_greeks
 from backtest.risk import RiskLimits, Sleeve, run_portfolio, stress_report
+from models.baselines import catalog
 
 
 def dna(structure, **genes):
@@ -64,9 +65,9 @@ def test_no_limits_is_the_unconstrained_run(market):
     np.testing.assert_allclose(res.daily_pnl, plain.daily_pnl.sum(axis=0), atol=1e-6)
 
 
-def test_daily_loss_limit_stops_entries_the_next_day(market):
+@pytest.mark.parametrize("limit", [0.004, catalog.volmachine().limits.daily_loss])  # 3%: seed 003
+def test_daily_loss_limit_stops_entries_the_next_day(market, limit):
     *_, index = market
-    limit = 0.004
     res = run_portfolio(sleeves(), index, limits=RiskLimits(daily_loss=limit))
     prev = np.concatenate(([100_000.0], res.equity[:-1]))
     lossy = np.flatnonzero(res.daily_pnl <= -limit * prev)
@@ -94,9 +95,10 @@ def test_weekly_loss_limit_blocks_the_rest_of_the_week(market):
     assert not all_entry_days(res) & blocked_days
 
 
-def test_drawdown_kill_switch_blocks_every_later_entry(market):
+@pytest.mark.parametrize("limit", [0.03, catalog.multi_book().limits.max_drawdown,  # 10%: seed 002
+                                   catalog.volmachine().limits.max_drawdown])  # 15%: seed 003
+def test_drawdown_kill_switch_blocks_every_later_entry(market, limit):
     *_, index = market
-    limit = 0.03
     res = run_portfolio(sleeves(), index, limits=RiskLimits(max_drawdown=limit))
     assert res.kill_date is not None
     kill = int(np.flatnonzero(res.dates == res.kill_date)[0])
