@@ -93,7 +93,7 @@ def _kernel(dnas: Sequence[StructureDNA], index: ChainIndex, start, end, costs: 
         params, cost_params(costs), _masks(masks, len(dnas), index, d0, d1), d0, d1,
         index.days, index.close, index.day_group_start, index.group_expiration, index.group_root,
         index.group_european, index.group_row_start, index.group_put_start, index.strike,
-        index.bid, index.ask, index.delta, record_legs,
+        index.bid, index.ask, index.delta, index.next_row, record_legs,
     )
     names = ("equity", "daily_pnl", "open_positions", "n_trades", "quote_gaps", "tr_entry",
              "tr_exit", "tr_contracts", "tr_reason", "tr_pnl", "tr_premium", "tr_risk", "tr_gaps",

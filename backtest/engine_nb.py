@@ -282,7 +282,7 @@ def _close_leg(p, i, price, day_idx, contracts, qty, cost_per_contract, pos_cash
 @njit(cache=True)
 def run_one(g, prm, cst, mask, d0, d1, days, close, day_group_start, group_expiration,
             group_root, group_european, group_row_start, group_put_start, strike, bid, ask, delta,
-            record_legs, equity_out, pnl_out, open_out, tr_entry, tr_exit, tr_contracts, tr_reason,
+            next_row, record_legs, equity_out, pnl_out, open_out, tr_entry, tr_exit, tr_contracts, tr_reason,
             tr_pnl, tr_premium, tr_risk, tr_gaps, tr_nlegs, lg_strike, lg_exp, lg_call, lg_qty,
             lg_entry, lg_exit, lg_exit_day, n_trades_out, gaps_out):
     st = int(prm[P_TYPE])
@@ -314,6 +314,8 @@ def run_one(g, prm, cst, mask, d0, d1, days, close, day_group_start, group_expir
     leg_delta = np.zeros((cap, MAX_LEGS))
     leg_open = np.zeros((cap, MAX_LEGS), dtype=np.bool_)
     leg_row_today = np.zeros((cap, MAX_LEGS), dtype=np.int64)
+    leg_last_row = np.zeros((cap, MAX_LEGS), dtype=np.int64)
+    leg_seen = np.zeros((cap, MAX_LEGS), dtype=np.int64)  # day of leg_last_row
     leg_exit_price = np.zeros((cap, MAX_LEGS))
     leg_exit_day = np.zeros((cap, MAX_LEGS), dtype=np.int64)
     new_rows = np.zeros(MAX_LEGS, dtype=np.int64)
@@ -340,13 +342,18 @@ def run_one(g, prm, cst, mask, d0, d1, days, close, day_group_start, group_expir
                 if not leg_open[p, i]:
                     continue
                 leg_delta[p, i] = np.nan
-                gg = find_group(day_group_start, group_expiration, group_root, d, leg_exp[p, i], leg_root[p, i])
-                r = -1
-                if gg >= 0:
-                    lo, hi = segment(group_row_start, group_put_start, gg, leg_call[p, i])
-                    r = find_strike(strike, lo, hi, leg_k[p, i])
+                if leg_seen[p, i] == d - 1:  # quoted yesterday: follow the link
+                    r = next_row[leg_last_row[p, i]]
+                else:
+                    r = -1
+                    gg = find_group(day_group_start, group_expiration, group_root, d, leg_exp[p, i], leg_root[p, i])
+                    if gg >= 0:
+                        lo, hi = segment(group_row_start, group_put_start, gg, leg_call[p, i])
+                        r = find_strike(strike, lo, hi, leg_k[p, i])
                 if r >= 0:
                     leg_row_today[p, i] = r
+                    leg_last_row[p, i] = r
+                    leg_seen[p, i] = d
                     leg_mark[p, i] = 0.5 * (np.float64(bid[r]) + np.float64(ask[r]))
                     leg_delta[p, i] = delta[r]
                 elif leg_exp[p, i] > today:
@@ -485,6 +492,8 @@ def run_one(g, prm, cst, mask, d0, d1, days, close, day_group_start, group_expir
                             leg_fill[p, i] = new_fill[i]
                             leg_mark[p, i] = 0.5 * (np.float64(bid[r]) + np.float64(ask[r]))
                             leg_open[p, i] = True
+                            leg_last_row[p, i] = r
+                            leg_seen[p, i] = d
                             open_value += contracts * new_qty[i] * leg_mark[p, i] * mult
                         equity = cash + open_value
                         tr_entry[g, k] = t
@@ -545,7 +554,7 @@ def _group_of_row(group_row_start, day_group_start, d, r):
 @njit(cache=True, parallel=True)
 def run_genomes(params, cst, masks, d0, d1, days, close, day_group_start, group_expiration,
                 group_root, group_european, group_row_start, group_put_start, strike, bid, ask,
-                delta, record_legs):
+                delta, next_row, record_legs):
     """Backtest every genome (row of ``params``) over days [d0, d1) in one call.
 
     ``masks[g, t]``: entry filter of genome g on window day t. Trade buffers hold one entry per
@@ -577,7 +586,7 @@ def run_genomes(params, cst, masks, d0, d1, days, close, day_group_start, group_
     for g in prange(n_g):
         run_one(g, params[g], cst, masks[g], d0, d1, days, close, day_group_start,
                 group_expiration, group_root, group_european, group_row_start, group_put_start,
-                strike, bid, ask, delta, record_legs, equity, pnl, n_open, tr_entry, tr_exit,
+                strike, bid, ask, delta, next_row, record_legs, equity, pnl, n_open, tr_entry, tr_exit,
                 tr_contracts, tr_reason, tr_pnl, tr_premium, tr_risk, tr_gaps, tr_nlegs,
                 lg_strike, lg_exp, lg_call, lg_qty, lg_entry, lg_exit, lg_exit_day, n_trades, gaps)
     return (equity, pnl, n_open, n_trades, gaps, tr_entry, tr_exit, tr_contracts, tr_reason,

@@ -1,8 +1,9 @@
 """A compact, read-only chain index of one underlying for the backtest kernels.
 
 Rows are sorted by (quote_date, expiration, root, right with calls first, strike) and stored as
-four float32 columns (strike, bid, ask, delta: 16 bytes a row); offset tables locate each day's
-expiration groups and each group's call and put rows. Everything is a plain numpy array, so the
+four float32 columns (strike, bid, ask, delta) and a link to the same contract's row on the next
+day (int32): 20 bytes a row; offset tables locate each day's expiration groups and each group's
+call and put rows. Everything is a plain numpy array, so the
 index pickles into Ray's object store and the kernels read it without copying (they never write
 to it).
 """
@@ -36,6 +37,7 @@ class ChainIndex:
     bid: np.ndarray  # float32 [n_rows]
     ask: np.ndarray  # float32 [n_rows]
     delta: np.ndarray  # float32 [n_rows], NaN when unknown (never selected by delta)
+    next_row: np.ndarray  # int32/int64 [n_rows], the same contract's row on the next day, or -1
     roots: tuple[str, ...] = ()
     dropped_rows: int = 0  # rows unusable for trading (bad quote, duplicate key, expired)
 
@@ -103,6 +105,15 @@ class ChainIndex:
         calls_per_group = np.bincount(group_id, weights=call, minlength=len(group_rows)).astype(np.int64)
         group_put_start = group_row_start[:-1] + calls_per_group
 
+        # link each row to the same contract's row on the next trading day (O(1) daily marks)
+        day_index = np.cumsum(new_day) - 1
+        by_contract = np.lexsort((day_index, strike, call, rt, ex))
+        a_, b_ = by_contract[:-1], by_contract[1:]
+        linked = (ex[a_] == ex[b_]) & (rt[a_] == rt[b_]) & (call[a_] == call[b_]) & (
+            strike[a_] == strike[b_]) & (day_index[b_] == day_index[a_] + 1)
+        next_row = np.full(n, -1, dtype=np.int32 if n < 2**31 else np.int64)
+        next_row[a_[linked]] = b_[linked]
+
         spot = a.underlying_price[order][day_rows].astype(np.float64)
         if closes is not None and len(closes):
             by_day = pd.Series(
@@ -126,6 +137,7 @@ class ChainIndex:
             bid=a.bid[order].astype(np.float32),
             ask=a.ask[order].astype(np.float32),
             delta=a.delta[order].astype(np.float32),
+            next_row=next_row,
             roots=tuple(a.roots),
             dropped_rows=int(len(a) - n),
         )

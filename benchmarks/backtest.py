@@ -1,0 +1,107 @@
+"""Backtest kernel throughput: an iron condor with every exit over years of SPY-like chains.
+
+Figures: structure-days per second on one core (genomes x trading days / kernel seconds, numba
+limited to one thread), the first-call compile time measured in a fresh process with an empty
+numba cache, and the ratio to the pandas reference (tests/reference_backtest.py) timed in the
+same run on the first days of the same market (scaled per structure-day).
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from backtest.bs_market import make_chains, to_index  # noqa: E402
+from backtest.dna import StructureDNA, StructureType  # noqa: E402
+from backtest.engine import run_many  # noqa: E402
+
+CONDOR = StructureDNA(
+    StructureType.IRON_CONDOR, front_dte_min=30, front_dte_max=50, short_strike_delta=0.16,
+    spread_width_strikes=2, profit_target_pct=0.5, stop_loss_pct=2.0, dte_exit=10,
+    delta_breach=0.35, max_hold_days=30, max_positions=5, max_position_pct=0.02, max_total_risk_pct=0.2,
+)
+
+COMPILE_SNIPPET = """
+import time, datetime as dt
+t0 = time.perf_counter()
+from backtest.bs_market import make_chains, to_index
+from backtest.dna import StructureDNA, StructureType
+from backtest.engine import run_many
+index = to_index(*make_chains(n_days=5, strikes_each_side=4))
+t1 = time.perf_counter()
+run_many([StructureDNA(StructureType.IRON_CONDOR)], index)
+print(time.perf_counter() - t1)
+"""
+
+
+def compile_seconds() -> float:
+    """First call of the kernel in a fresh interpreter with an empty numba cache."""
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache, PYTHONPATH=str(ROOT))
+        out = subprocess.run([sys.executable, "-c", COMPILE_SNIPPET], cwd=ROOT, env=env,
+                             capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def genomes(n: int) -> list[StructureDNA]:
+    """n condors spread over deltas and targets (distinct work, same structure)."""
+    rng = np.random.default_rng(0)
+    return [dataclasses.replace(CONDOR, short_strike_delta=round(float(rng.uniform(0.1, 0.3)), 3),
+                                profit_target_pct=round(float(rng.uniform(0.3, 0.8)), 2)) for _ in range(n)]
+
+
+def run(quick: bool) -> dict:
+    import numba
+
+    from tests.reference_backtest import reference_backtest
+
+    n_days, n_genomes, ref_days = (250, 16, 10) if quick else (1260, 64, 25)
+    t0 = time.perf_counter()
+    chains, closes = make_chains(seed=11, start=dt.date(2019, 1, 2), n_days=n_days, spot=280.0, vol=0.18,
+                                 strike_step=5.0, strikes_each_side=30, horizon_days=400)
+    index = to_index(chains, closes).set_read_only()
+    build_s = time.perf_counter() - t0
+    figures = {
+        "market_days": index.n_days, "chain_rows": index.n_rows,
+        "rows_per_day": round(index.n_rows / index.n_days), "index_bytes_per_row": round(index.nbytes / index.n_rows, 2),
+        "market_build_s": round(build_s, 2),
+    }
+    figures["compile_s"] = round(compile_seconds(), 2)
+
+    dnas = genomes(n_genomes)
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        run_many(dnas[:1], index)  # load the cached kernel
+        best = np.inf
+        for _ in range(3):
+            t = time.perf_counter()
+            many = run_many(dnas, index)
+            best = min(best, time.perf_counter() - t)
+    finally:
+        numba.set_num_threads(threads)
+    kernel_rate = n_genomes * index.n_days / best
+    figures |= {"genomes": n_genomes, "trades": int(many.n_trades.sum()), "kernel_s": round(best, 4),
+                "structure_days_per_s_per_core": round(kernel_rate)}
+
+    days = sorted(chains["quote_date"].unique())[:ref_days]
+    subset = chains[chains["quote_date"].isin(days)]
+    t = time.perf_counter()
+    reference_backtest(subset, closes, dnas[0])
+    ref_s = time.perf_counter() - t
+    ref_rate = ref_days / ref_s
+    figures |= {"reference_days": ref_days, "reference_s": round(ref_s, 3),
+                "reference_structure_days_per_s": round(ref_rate, 1),
+                "speedup_vs_reference": round(kernel_rate / ref_rate),
+                "target_structure_days_per_s_per_core": 10_000_000, "target_speedup": 1000}
+    return figures
