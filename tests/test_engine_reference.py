@@ -19,7 +19,7 @@ from tests.reference_backtest import reference_backtest
 
 @lru_cache(maxsize=8)
 def market(seed: int, missing: float, style: str):
-    chains, closes = make_chains(seed=seed, n_days=35, start=dt.date(2021, 3, 1), strikes_each_side=8,
+    chains, closes = make_chains(seed=seed, n_days=30, start=dt.date(2021, 3, 1), strikes_each_side=8,
                                  strike_step=2.0, vol=0.35, missing=missing, style=style, horizon_days=100)
     return chains, closes, to_index(chains, closes)
 
@@ -64,7 +64,7 @@ genomes = st.builds(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
 @given(dna=genomes, seed=st.integers(0, 3), missing=st.sampled_from([0.0, 0.05]),
        style=st.sampled_from(["E", "A"]), fill=st.sampled_from(["cross", "legs_slippage"]),
        mask_seed=st.integers(0, 1000))
