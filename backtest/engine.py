@@ -76,7 +76,8 @@ def _masks(entry_masks: Any, n_genomes: int, index: ChainIndex, d0: int, d1: int
 
 # ChainIndex arrays in the kernel's argument order
 INDEX_ARRAYS = ("days", "close", "day_group_start", "group_expiration", "group_root", "group_european",
-                "group_row_start", "group_put_start", "strike", "bid", "ask", "delta", "next_row")
+                "group_row_start", "group_put_start", "group_monotone", "strike", "bid", "ask", "delta",
+                "next_row")
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:

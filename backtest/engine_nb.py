@@ -73,18 +73,64 @@ def segment(group_row_start, group_put_start, g, is_call):
 
 
 @njit(cache=True)
-def pick_by_delta(delta, lo, hi, target, is_call):
+def _abs_delta(delta, lo, hi, j, is_call):
+    """|delta| at position j of a side ordered so that it never decreases when the side is
+    monotone: puts by ascending strike, calls by descending strike."""
+    return abs(np.float64(delta[hi - 1 - j if is_call else lo + j]))
+
+
+@njit(cache=True)
+def _first_at_least(delta, lo, hi, value, is_call):
+    """First position j whose |delta| >= value (binary search on a monotone side)."""
+    a, b = 0, hi - lo
+    while a < b:
+        m = (a + b) // 2
+        if _abs_delta(delta, lo, hi, m, is_call) < value:
+            a = m + 1
+        else:
+            b = m
+    return a
+
+
+@njit(cache=True)
+def pick_by_delta(delta, lo, hi, target, is_call, monotone):
     """Row whose |delta| is closest to target; ties: higher strike for calls, lower for puts.
-    Rows without a delta are never chosen. -1 if none."""
+    Rows without a delta (NaN distance compares false) are never chosen. -1 if none.
+
+    On a monotone side (|delta| falling with strike for calls, rising for puts, no NaN; flagged
+    by the index) the same row is found by binary search: the closest values are the run just
+    below the target or the run at/above it, and the tie rule picks the lowest position."""
+    n = hi - lo
+    if n == 0:
+        return -1
+    if monotone:
+        i = _first_at_least(delta, lo, hi, target, is_call)
+        if i == 0:
+            j = 0
+        else:
+            below = _abs_delta(delta, lo, hi, i - 1, is_call)
+            if i < n and _abs_delta(delta, lo, hi, i, is_call) - target < target - below:
+                j = i
+            else:
+                j = _first_at_least(delta, lo, hi, below, is_call)
+        return hi - 1 - j if is_call else lo + j
     best, best_dist = -1, np.inf
-    for r in range(lo, hi):
-        dl = delta[r]
-        if math.isnan(dl):
-            continue
-        dist = abs(abs(np.float64(dl)) - target)
-        if dist < best_dist or (is_call and dist == best_dist):
-            best, best_dist = r, dist
+    if is_call:
+        for r in range(lo, hi):
+            dist = abs(abs(np.float64(delta[r])) - target)
+            if dist <= best_dist:
+                best, best_dist = r, dist
+    else:
+        for r in range(lo, hi):
+            dist = abs(abs(np.float64(delta[r])) - target)
+            if dist < best_dist:
+                best, best_dist = r, dist
     return best
+
+
+@njit(cache=True)
+def _monotone(group_monotone, g, is_call):
+    return (group_monotone[g] & (1 if is_call else 2)) != 0
 
 
 @njit(cache=True)
@@ -125,7 +171,7 @@ def find_strike(strike, lo, hi, k):
 
 @njit(cache=True)
 def build_legs(prm, d, days, day_group_start, group_expiration, group_row_start, group_put_start,
-               strike, delta, leg_row, leg_qty):
+               group_monotone, strike, delta, leg_row, leg_qty):
     """Fill leg_row/leg_qty (long +1, short -1) with the structure's legs on day d per the leg
     templates of DESIGN §4. Returns the number of legs, or 0 when it cannot be fully built."""
     st = int(prm[P_TYPE])
@@ -140,14 +186,15 @@ def build_legs(prm, d, days, day_group_start, group_expiration, group_row_start,
         is_call = st == LONG_CALL or st == SHORT_CALL
         is_long = st == LONG_CALL or st == LONG_PUT
         lo, hi = (clo, chi) if is_call else (plo, phi)
-        r = pick_by_delta(delta, lo, hi, prm[P_LONG_DELTA] if is_long else prm[P_SHORT_DELTA], is_call)
+        r = pick_by_delta(delta, lo, hi, prm[P_LONG_DELTA] if is_long else prm[P_SHORT_DELTA], is_call,
+                          _monotone(group_monotone, g, is_call))
         if r < 0:
             return 0
         leg_row[0], leg_qty[0] = r, 1 if is_long else -1
         return 1
 
     if st == LONG_STRADDLE or st == SHORT_STRADDLE or st == IRON_BUTTERFLY:
-        c = pick_by_delta(delta, clo, chi, 0.5, True)
+        c = pick_by_delta(delta, clo, chi, 0.5, True, _monotone(group_monotone, g, True))
         if c < 0:
             return 0
         p = find_strike(strike, plo, phi, strike[c])
@@ -167,8 +214,8 @@ def build_legs(prm, d, days, day_group_start, group_expiration, group_row_start,
     if st == LONG_STRANGLE or st == SHORT_STRANGLE:
         is_long = st == LONG_STRANGLE
         target = prm[P_LONG_DELTA] if is_long else prm[P_SHORT_DELTA]
-        c = pick_by_delta(delta, clo, chi, target, True)
-        p = pick_by_delta(delta, plo, phi, target, False)
+        c = pick_by_delta(delta, clo, chi, target, True, _monotone(group_monotone, g, True))
+        p = pick_by_delta(delta, plo, phi, target, False, _monotone(group_monotone, g, False))
         if c < 0 or p < 0:
             return 0
         q = 1 if is_long else -1
@@ -188,7 +235,8 @@ def build_legs(prm, d, days, day_group_start, group_expiration, group_row_start,
                 break
             is_debit = st == CALL_DEBIT_SPREAD or st == PUT_DEBIT_SPREAD
             lo, hi = (clo, chi) if is_call else (plo, phi)
-            a = pick_by_delta(delta, lo, hi, prm[P_LONG_DELTA] if is_debit else prm[P_SHORT_DELTA], is_call)
+            a = pick_by_delta(delta, lo, hi, prm[P_LONG_DELTA] if is_debit else prm[P_SHORT_DELTA], is_call,
+                              _monotone(group_monotone, g, is_call))
             if a < 0:
                 return 0
             w = a + width if is_call else a - width
@@ -206,13 +254,14 @@ def build_legs(prm, d, days, day_group_start, group_expiration, group_row_start,
         return 0
     blo, bhi = segment(group_row_start, group_put_start, b, is_call)
     flo, fhi = (clo, chi) if is_call else (plo, phi)
-    back = pick_by_delta(delta, blo, bhi, prm[P_LONG_DELTA], is_call)
+    back = pick_by_delta(delta, blo, bhi, prm[P_LONG_DELTA], is_call, _monotone(group_monotone, b, is_call))
     if back < 0:
         return 0
     if st == CALENDAR_CALL or st == CALENDAR_PUT:
         front = find_strike(strike, flo, fhi, strike[back])
     else:
-        front = pick_by_delta(delta, flo, fhi, prm[P_SHORT_DELTA], is_call)
+        front = pick_by_delta(delta, flo, fhi, prm[P_SHORT_DELTA], is_call,
+                              _monotone(group_monotone, g, is_call))
     if front < 0:
         return 0
     leg_row[0], leg_qty[0] = back, 1
@@ -281,8 +330,8 @@ def _close_leg(p, i, price, day_idx, contracts, qty, cost_per_contract, pos_cash
 
 @njit(cache=True)
 def run_block(g0, g1, params, cst, masks, d0, d1, days, close, day_group_start, group_expiration,
-              group_root, group_european, group_row_start, group_put_start, strike, bid, ask, delta,
-              next_row, record_legs, equity_out, pnl_out, open_out, tr_entry, tr_exit, tr_contracts,
+              group_root, group_european, group_row_start, group_put_start, group_monotone, strike, bid,
+              ask, delta, next_row, record_legs, equity_out, pnl_out, open_out, tr_entry, tr_exit, tr_contracts,
               tr_reason, tr_pnl, tr_premium, tr_risk, tr_gaps, tr_nlegs, lg_strike, lg_exp, lg_call,
               lg_qty, lg_entry, lg_exit, lg_exit_day, n_trades_out, gaps_out):
     """Genomes g0..g1-1 together, day by day: every genome of the block reads a day's rows while
@@ -452,7 +501,7 @@ def run_block(g0, g1, params, cst, masks, d0, d1, days, close, day_group_start, 
             # ---- 4. one entry
             if g_n_open[b] < cap and mask[t]:
                 nl = build_legs(prm, d, days, day_group_start, group_expiration, group_row_start,
-                                group_put_start, strike, delta, new_rows, new_qty)
+                                group_put_start, group_monotone, strike, delta, new_rows, new_qty)
                 if nl > 0:
                     share = cst[C_SLIP1 + nl - 1]
                     entry_cash = 0.0
@@ -563,8 +612,8 @@ def _group_of_row(group_row_start, day_group_start, d, r):
 
 @njit(cache=True, parallel=True)
 def run_genomes(params, cst, masks, d0, d1, days, close, day_group_start, group_expiration,
-                group_root, group_european, group_row_start, group_put_start, strike, bid, ask,
-                delta, next_row, record_legs, block):
+                group_root, group_european, group_row_start, group_put_start, group_monotone, strike,
+                bid, ask, delta, next_row, record_legs, block):
     """Backtest every genome (row of ``params``) over days [d0, d1) in one call, ``block``
     genomes per task (``prange`` over blocks).
 
@@ -598,7 +647,8 @@ def run_genomes(params, cst, masks, d0, d1, days, close, day_group_start, group_
     for j in prange(n_blocks):
         run_block(j * block, min(n_g, (j + 1) * block), params, cst, masks, d0, d1, days, close, day_group_start,
                 group_expiration, group_root, group_european, group_row_start, group_put_start,
-                strike, bid, ask, delta, next_row, record_legs, equity, pnl, n_open, tr_entry, tr_exit,
+                group_monotone, strike, bid, ask, delta, next_row, record_legs, equity, pnl, n_open,
+                tr_entry, tr_exit,
                 tr_contracts, tr_reason, tr_pnl, tr_premium, tr_risk, tr_gaps, tr_nlegs,
                 lg_strike, lg_exp, lg_call, lg_qty, lg_entry, lg_exit, lg_exit_day, n_trades, gaps)
     return (equity, pnl, n_open, n_trades, gaps, tr_entry, tr_exit, tr_contracts, tr_reason,

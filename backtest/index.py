@@ -33,6 +33,8 @@ class ChainIndex:
     group_european: np.ndarray  # bool [n_groups]
     group_row_start: np.ndarray  # int64 [n_groups + 1], calls then puts
     group_put_start: np.ndarray  # int64 [n_groups], first put row of the group
+    group_monotone: np.ndarray  # uint8 [n_groups], bit 0: calls' |delta| never rises with strike,
+    # bit 1: puts' |delta| never falls with strike (no NaN either); lets the kernel binary-search
     strike: np.ndarray  # float32 [n_rows], ascending within (group, right)
     bid: np.ndarray  # float32 [n_rows]
     ask: np.ndarray  # float32 [n_rows]
@@ -114,6 +116,16 @@ class ChainIndex:
         next_row = np.full(n, -1, dtype=np.int32 if n < 2**31 else np.int64)
         next_row[a_[linked]] = b_[linked]
 
+        # which sides are monotone in |delta| (then selection by delta is a binary search)
+        abs_delta = np.abs(a.delta[order].astype(np.float32))
+        side = 2 * group_id + (~call)  # calls (0) before puts (1) within a group
+        bad = np.isnan(abs_delta)
+        step = np.zeros(n, dtype=bool)  # row r breaks monotonicity with row r - 1 of its side
+        same_side = side[1:] == side[:-1]
+        step[1:] = same_side & np.where(call[1:], abs_delta[1:] > abs_delta[:-1], abs_delta[1:] < abs_delta[:-1])
+        broken = np.bincount(side, weights=bad | step, minlength=2 * len(group_rows)).reshape(-1, 2) > 0
+        group_monotone = (~broken[:, 0]).astype(np.uint8) | ((~broken[:, 1]).astype(np.uint8) << 1)
+
         spot = a.underlying_price[order][day_rows].astype(np.float64)
         if closes is not None and len(closes):
             by_day = pd.Series(
@@ -133,6 +145,7 @@ class ChainIndex:
             group_european=a.european[order][group_rows].astype(bool),
             group_row_start=group_row_start,
             group_put_start=group_put_start,
+            group_monotone=group_monotone,
             strike=strike,
             bid=a.bid[order].astype(np.float32),
             ask=a.ask[order].astype(np.float32),
