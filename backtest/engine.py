@@ -113,7 +113,7 @@ def _kernel(dnas: Sequence[StructureDNA], index: ChainIndex, start, end, costs: 
     params = np.stack([genome_params(d) for d in dnas])
     arrays = [_read_only(getattr(index, name)) for name in INDEX_ARRAYS]
     out = nb.run_genomes(
-        params, cost_params(costs), _masks(masks, len(dnas), index, d0, d1), d0, d1, *arrays,
+        params, cost_params(costs), _read_only(_masks(masks, len(dnas), index, d0, d1)), d0, d1, *arrays,
         record_legs, _block_size(len(dnas)),
     )
     names = ("equity", "daily_pnl", "open_positions", "n_trades", "quote_gaps", "tr_entry",
