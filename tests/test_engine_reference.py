@@ -68,7 +68,7 @@ genomes = st.builds(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
 @given(dna=genomes, seed=st.integers(0, 2), missing=st.sampled_from([0.0, 0.05]), noisy=st.booleans(),
        style=st.sampled_from(["E", "A"]), fill=st.sampled_from(["cross", "legs_slippage"]),
        mask_seed=st.integers(0, 1000))
