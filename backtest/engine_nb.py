@@ -332,8 +332,8 @@ def _close_leg(p, i, price, day_idx, contracts, qty, cost_per_contract, pos_cash
 def run_block(g0, g1, params, cst, masks, d0, d1, days, close, day_group_start, group_expiration,
               group_root, group_european, group_row_start, group_put_start, group_monotone, strike, bid,
               ask, delta, next_row, record_legs, equity_out, pnl_out, open_out, tr_entry, tr_exit, tr_contracts,
-              tr_reason, tr_pnl, tr_premium, tr_risk, tr_gaps, tr_nlegs, lg_strike, lg_exp, lg_call,
-              lg_qty, lg_entry, lg_exit, lg_exit_day, n_trades_out, gaps_out):
+              tr_reason, tr_pnl, tr_premium, tr_risk, tr_gaps, tr_nlegs, lg_strike, lg_exp, lg_root,
+              lg_call, lg_qty, lg_entry, lg_exit, lg_exit_day, n_trades_out, gaps_out):
     """Genomes g0..g1-1 together, day by day: every genome of the block reads a day's rows while
     they are in cache (the kernel is bound by memory latency, not arithmetic)."""
     B = g1 - g0
@@ -563,6 +563,7 @@ def run_block(g0, g1, params, cst, masks, d0, d1, days, close, day_group_start, 
                                 for i in range(nl):
                                     lg_strike[g, k, i] = new_k[i]
                                     lg_exp[g, k, i] = leg_exp[b, p, i]
+                                    lg_root[g, k, i] = leg_root[b, p, i]
                                     lg_call[g, k, i] = new_call[i]
                                     lg_qty[g, k, i] = new_qty[i]
                                     lg_entry[g, k, i] = new_fill[i]
@@ -636,6 +637,7 @@ def run_genomes(params, cst, masks, d0, d1, days, close, day_group_start, group_
     tr_nlegs = np.zeros((n_g, n_t), dtype=np.int8)
     lg_strike = np.zeros((n_g, cap_legs, MAX_LEGS), dtype=np.float32)
     lg_exp = np.zeros((n_g, cap_legs, MAX_LEGS), dtype=np.int32)
+    lg_root = np.zeros((n_g, cap_legs, MAX_LEGS), dtype=np.int16)
     lg_call = np.zeros((n_g, cap_legs, MAX_LEGS), dtype=np.bool_)
     lg_qty = np.zeros((n_g, cap_legs, MAX_LEGS), dtype=np.int8)
     lg_entry = np.zeros((n_g, cap_legs, MAX_LEGS))
@@ -650,7 +652,8 @@ def run_genomes(params, cst, masks, d0, d1, days, close, day_group_start, group_
                 group_monotone, strike, bid, ask, delta, next_row, record_legs, equity, pnl, n_open,
                 tr_entry, tr_exit,
                 tr_contracts, tr_reason, tr_pnl, tr_premium, tr_risk, tr_gaps, tr_nlegs,
-                lg_strike, lg_exp, lg_call, lg_qty, lg_entry, lg_exit, lg_exit_day, n_trades, gaps)
+                lg_strike, lg_exp, lg_root, lg_call, lg_qty, lg_entry, lg_exit, lg_exit_day, n_trades,
+                gaps)
     return (equity, pnl, n_open, n_trades, gaps, tr_entry, tr_exit, tr_contracts, tr_reason,
-            tr_pnl, tr_premium, tr_risk, tr_gaps, tr_nlegs, lg_strike, lg_exp, lg_call, lg_qty,
+            tr_pnl, tr_premium, tr_risk, tr_gaps, tr_nlegs, lg_strike, lg_exp, lg_root, lg_call, lg_qty,
             lg_entry, lg_exit, lg_exit_day)
