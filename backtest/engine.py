@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+import numba
 import numpy as np
 import pandas as pd
 
@@ -73,6 +74,27 @@ def window_masks(entry_masks: Any, n_genomes: int, index: ChainIndex, d0: int, d
     return np.ascontiguousarray(np.broadcast_to(m, (n_genomes, n_t)))
 
 
+# ChainIndex arrays in the kernel's argument order
+INDEX_ARRAYS = ("days", "close", "day_group_start", "group_expiration", "group_root", "group_european",
+                "group_row_start", "group_put_start", "group_monotone", "strike", "bid", "ask", "delta",
+                "next_row")
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    """A non-writeable view: the kernel then compiles once, for the read-only arrays it gets
+    from Ray's object store, whether or not the caller's index is writeable."""
+    view = array.view()
+    view.setflags(write=False)
+    return view
+
+
+def _block_size(n_genomes: int) -> int:
+    """Genomes per kernel task: large enough that a day's rows are reused from cache by many
+    genomes, small enough that every thread gets work."""
+    per_thread = -(-n_genomes // (4 * numba.get_num_threads()))
+    return max(1, min(64, per_thread))
+
+
 def _kernel(dnas: Sequence[StructureDNA], index: ChainIndex, start, end, costs: Costs, masks,
             record_legs: bool):
     problems = []
@@ -89,15 +111,15 @@ def _kernel(dnas: Sequence[StructureDNA], index: ChainIndex, start, end, costs: 
         raise UserError("no genomes to backtest")
     d0, d1 = index.day_range(start, end)
     params = np.stack([genome_params(d) for d in dnas])
+    arrays = [_read_only(getattr(index, name)) for name in INDEX_ARRAYS]
     out = nb.run_genomes(
-        params, cost_params(costs), window_masks(masks, len(dnas), index, d0, d1), d0, d1,
-        index.days, index.close, index.day_group_start, index.group_expiration, index.group_root,
-        index.group_european, index.group_row_start, index.group_put_start, index.strike,
-        index.bid, index.ask, index.delta, record_legs,
+        params, cost_params(costs), _read_only(window_masks(masks, len(dnas), index, d0, d1)), d0, d1, *arrays,
+        record_legs, _block_size(len(dnas)),
     )
     names = ("equity", "daily_pnl", "open_positions", "n_trades", "quote_gaps", "tr_entry",
              "tr_exit", "tr_contracts", "tr_reason", "tr_pnl", "tr_premium", "tr_risk", "tr_gaps",
-             "tr_nlegs", "lg_strike", "lg_exp", "lg_root", "lg_call", "lg_qty", "lg_entry", "lg_exit", "lg_exit_day")
+             "tr_nlegs", "lg_strike", "lg_exp", "lg_root", "lg_call", "lg_qty", "lg_entry", "lg_exit",
+             "lg_exit_day")
     return index.dates[d0:d1], dict(zip(names, out))
 
 
