@@ -85,7 +85,7 @@ class SpaceSpec(Strict):
     structure_types: list[str] = list(STRUCTURE_TYPES)
     genes: dict[str, tuple[float, float]] = Field(default_factory=lambda: dict(DEFAULT_BOUNDS))
     fixed: dict[str, Any] = Field(default_factory=dict)
-    regimes: list[int] = Field([0, 1], description="regime labels an entry_regime gene can contain")
+    regimes: list[str] = Field(["calm", "stressed"], description="regime labels of the data; entry_regime holds their positions")
     evolve_regimes: bool = True
     mutation_sigma: float = Field(0.1, gt=0, le=1, description="Gaussian step as a share of each real gene's range")
 
@@ -131,8 +131,8 @@ class SpaceSpec(Strict):
                              f"(back_dte_max <= {self.bound('back_dte_max')[1]}, front_dte_min >= {self.bound('front_dte_min')[0]})")
         if self.bound("dte_exit")[0] >= self.bound("front_dte_max")[1]:
             raise ValueError("impossible search space: dte_exit is never below front_dte_max, so no trade could be held")
-        if not self.regimes:
-            raise ValueError("regimes: at least one regime label is needed")
+        if not self.regimes or len(set(self.regimes)) != len(self.regimes):
+            raise ValueError(f"regimes: expected distinct labels, got {self.regimes}")
         bad_regimes = set(self.fixed.get("entry_regime") or []) - set(self.regimes)
         if bad_regimes:
             raise ValueError(f"fixed entry_regime {sorted(bad_regimes)} not among regimes {self.regimes}")

@@ -67,8 +67,12 @@ class SearchSpace:
 
     @classmethod
     def from_spec(cls, spec) -> "SearchSpace":
-        return cls(spec.structure_types, spec.genes, spec.fixed, spec.regimes, spec.evolve_regimes,
-                   spec.mutation_sigma)
+        """From ``config.SpaceSpec``: regime labels become their positions (the DNA's entry_regime codes)."""
+        fixed = dict(spec.fixed)
+        if fixed.get(REGIMES) is not None:
+            fixed[REGIMES] = sorted(spec.regimes.index(r) for r in fixed[REGIMES])
+        return cls(spec.structure_types, spec.genes, fixed, list(range(len(spec.regimes))),
+                   spec.evolve_regimes, spec.mutation_sigma)
 
     # ------------------------------------------------------------------ genome <-> phenotype
     def random_genome(self, rng: random.Random) -> tuple:

@@ -16,12 +16,14 @@ from backtest.errors import UserError
 SUBCOMMANDS: dict[str, str] = {
     "data": "discovery.cli.data:data",
     "bench": "discovery.cli.bench:bench",
+    "discover": "discovery.cli.discover:discover",
 }
 
 # one-line summaries shown by `osd --help` without importing the subcommand modules
 SUMMARIES: dict[str, str] = {
     "data": "Create, import, inspect and validate option-chain datasets.",
     "bench": "Run the benchmark suites and report their figures.",
+    "discover": "Search option structures and report which survive the honesty tests.",
 }
 
 
