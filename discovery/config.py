@@ -238,11 +238,10 @@ class RunConfig(Strict):
     @field_validator("costs")
     @classmethod
     def _costs(cls, v):
-        try:
-            Costs(**{k: tuple(x) if isinstance(x, list) else x for k, x in v.items()})
-        except TypeError as exc:  # an unknown keyword
-            raise ValueError(f"{exc}; expected keys of backtest.costs.Costs "
-                             f"({', '.join(Costs.__dataclass_fields__)})") from None
+        unknown = sorted(set(v) - set(Costs.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown key(s) {unknown}; expected some of {', '.join(Costs.__dataclass_fields__)}")
+        Costs(**{k: tuple(x) if isinstance(x, list) else x for k, x in v.items()})
         return v
 
     def make_costs(self) -> Costs:
@@ -298,8 +297,10 @@ class RunConfig(Strict):
 
 
 def _describe(err: dict) -> str:
-    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    loc = ".".join(str(p) for p in err["loc"])
     msg = err["msg"].removeprefix("Value error, ")
+    if not loc:  # a check across sections names its keys itself
+        return msg
     if err["type"] == "extra_forbidden":
         return f"unknown key {loc!r}"
     if err["type"] == "missing":

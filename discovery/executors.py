@@ -16,6 +16,7 @@ def serial(workers: int | None = None):
 
 @contextlib.contextmanager
 def processes(workers: int | None = None):
-    """A local process pool (fork: workers inherit the loaded modules; each loads the market once)."""
-    with ProcessPoolExecutor(workers or os.cpu_count(), mp_context=multiprocessing.get_context("fork")) as pool:
+    """A local process pool. Spawned, not forked: numba's OpenMP threading layer refuses to run in
+    a forked child. Each worker loads the market once (``evaluate.market_for``)."""
+    with ProcessPoolExecutor(workers or os.cpu_count(), mp_context=multiprocessing.get_context("spawn")) as pool:
         yield pool.map

@@ -16,11 +16,16 @@ LONG_LEG_DELTA = {
 }
 
 
+def _dna_name(family: str) -> str:
+    """Plant files name two-expiry families right first (put_calendar); StructureDNA names them
+    right last (calendar_put)."""
+    right, _, kind = family.partition("_")
+    return f"{kind}_{right}" if kind in ("calendar", "diagonal") else family
+
+
 def family_matches(structure_type: str, plant: dict) -> bool:
-    """The structure is one of the families the plant favours (``calendar`` covers calendar_put
-    for a put plant and calendar_call for a call plant)."""
-    side = "put" if plant["right"] == "P" else "call"
-    return any(structure_type in (family, f"{family}_{side}") for family in plant["favours"])
+    """The structure is one of the families the plant favours."""
+    return structure_type in {_dna_name(f) for f in plant["favours"]}
 
 
 def exposed_delta(structure: dict, plant: dict) -> float | None:

@@ -20,7 +20,7 @@ from backtest.store import Dataset, atomic_write_json
 from discovery import honesty, report
 from discovery import walkforward as wf
 from discovery.config import RunConfig
-from discovery.evaluate import EvalContext, bind
+from discovery.evaluate import EvalContext, bind, market_for
 from discovery.search import MapFn, Search, load_checkpoint
 from discovery.space import SearchSpace
 
@@ -92,6 +92,7 @@ def discover(config: RunConfig, out_dir: Path, map_fn: MapFn = map, resume: bool
     state = load_checkpoint(checkpoint, config.digest()) if resume else None
     path = dataset_path(config, progress)
     context = make_context(config, path)
+    market_for(context)  # load once on the driver: a serial map reuses it
     evaluate_batch, evaluate_detail = bind(context)
     space = SearchSpace.from_spec(config.space)
     search = Search(space, evaluate_batch, config.search, config.digest(), map_fn=map_fn,

@@ -115,7 +115,7 @@ def test_search_finds_the_known_optimum_and_evaluates_each_genome_once():
 
 def test_identical_with_serial_and_process_pool_maps():
     serial = make_search().run()
-    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as pool:
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
         pooled = make_search(map_fn=pool.map).run()
     assert list(serial.cache) == list(pooled.cache)
     assert serial.population == pooled.population
