@@ -65,3 +65,39 @@ def recovery(result: dict) -> dict:
     best = max((match(top, p) | {"plant": p["name"]} for p in plants),
                key=lambda c: (c["recovered"], c["family"] + c["dte"] + c["delta"]))
     return {"recovered": best["recovered"], "passed": top["passed"], "plant": best.pop("plant"), "checks": best}
+
+
+# --------------------------------------------------------------------------- recovery experiments
+# Small markets for recovery runs: three years, expirations listed out to 70 days (so calendars
+# and diagonals, which need a back month, are left out of these experiments' search space).
+RECOVERY_SPAN = ("2020-01-01", "2022-12-31")
+RECOVERY_TYPES = ["long_call", "long_put", "short_call", "short_put", "long_straddle", "short_straddle",
+                  "long_strangle", "short_strangle", "call_debit_spread", "call_credit_spread",
+                  "put_debit_spread", "put_credit_spread", "iron_condor", "iron_butterfly"]
+
+
+def small_market(out, seed: int, plants: list[dict] | None):
+    """A planted (or, without plants, null) synthetic market small enough for recovery runs."""
+    from backtest.synth import parse_plants, synthesize
+    from backtest.synth.model import QuoteModel
+
+    plant_models = parse_plants({"plants": plants}) if plants else ()
+    return synthesize(out, ["SPY"], *RECOVERY_SPAN, seed, "planted" if plants else "null", plant_models,
+                      quotes=QuoteModel(horizon_days=70, weekly_horizon_days=63))
+
+
+def recovery_config(market, seed: int, population: int = 12, generations: int = 3,
+                    structure_types: list[str] | None = None):
+    """The run config of a recovery experiment on ``small_market`` data."""
+    from discovery.config import parse_config
+
+    return parse_config({
+        "name": "recovery",
+        "data": {"path": str(market)},
+        "space": {"structure_types": structure_types or RECOVERY_TYPES,
+                  "genes": {"front_dte_min": [7, 30], "front_dte_max": [14, 45], "dte_exit": [0, 5]}},
+        "search": {"population": population, "generations": generations, "lambda": population,
+                   "seed": seed, "batch_size": 8},
+        "walk_forward": {"folds": 3, "lockbox_days": 150},
+        "honesty": {"pbo_candidates": 8, "pbo_blocks": 8, "top_n": 4, "min_lockbox_trades": 2},
+    }, "recovery")

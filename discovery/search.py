@@ -177,7 +177,18 @@ class Search:
         mu = self.spec.n_mu
         if len(self.objectives) == 1:
             order = sorted(range(len(distinct)), key=lambda i: (-self.weighted(distinct[i])[0], i))
-            return [distinct[i] for i in order[:mu]]
+            ranked = [distinct[i] for i in order]
+            # niche cap: no structure type takes more than max_type_share of the places while
+            # others wait, so one early winner cannot crowd the other families out
+            cap = max(1, math.ceil(self.spec.max_type_share * mu))
+            kept, waiting, per_type = [], [], {}
+            for g in ranked:
+                if per_type.get(g[0], 0) < cap:
+                    kept.append(g)
+                    per_type[g[0]] = per_type.get(g[0], 0) + 1
+                else:
+                    waiting.append(g)
+            return (kept + waiting)[:mu] if len(kept) < mu else kept[:mu]
         return [tuple(ind) for ind in tools.selNSGA2(self._wrap(distinct), min(mu, len(distinct)))]
 
     def defend_diversity(self, population: list[tuple]) -> tuple[list[tuple], int, int]:
@@ -192,6 +203,16 @@ class Search:
             population = population[:mu - n_new]
         fresh = [self.toolbox.random_genome() for _ in range(n_new)]
         return population + fresh, n_new, self.evaluate(fresh)
+
+    def initial_population(self) -> list[tuple]:
+        """Random genomes, structure types dealt round-robin so that every allowed type starts
+        with its share of the population."""
+        types = self.space.structure_types
+        out = []
+        for i in range(self.spec.population):
+            g = self.toolbox.random_genome()
+            out.append(self.space.canonical((types[i % len(types)],) + tuple(g[1:])))
+        return out
 
     # ------------------------------------------------------------------ the loop
     def _record(self, generation: int, n_evals: int, elapsed: float, reinjected: int) -> dict:
@@ -228,7 +249,7 @@ class Search:
             self.rng.setstate(resume.rng_state)
         else:
             started = time.perf_counter()
-            population = [self.toolbox.random_genome() for _ in range(self.spec.population)]
+            population = self.initial_population()
             n_evals = self.evaluate(population)
             self.state.population = self.survivors(population)
             self.state.population, reinjected, n_more = self.defend_diversity(self.state.population)

@@ -4,40 +4,25 @@ from pathlib import Path
 
 import pytest
 
-from discovery.config import parse_config
 from discovery.executors import processes
-from discovery.recovery import recovery
+from discovery.recovery import recovery, recovery_config, small_market
 from discovery.run import RESULT_FILE, discover
 
-PLANT = {"plants": [{
+PLANT = [{
     "name": "rich_calm_puts", "favours": ["short_put", "put_credit_spread", "put_calendar", "put_diagonal"],
     "right": "P", "dte": [20, 40], "abs_delta": [0.15, 0.35], "regimes": ["calm"], "vol_points": 8.0,
-}]}
+}]
 
 
 @pytest.fixture(scope="session")
 def small_planted_market(tmp_path_factory) -> Path:
-    """Three years of a planted SPY-like market, listing expirations out to 70 days (small and fast)."""
-    from backtest.synth import parse_plants, synthesize
-    from backtest.synth.model import QuoteModel
-
-    return synthesize(tmp_path_factory.mktemp("discover") / "market", ["SPY"], "2020-01-01", "2022-12-31", 3,
-                      "planted", parse_plants(PLANT), quotes=QuoteModel(horizon_days=70, weekly_horizon_days=63))
+    return small_market(tmp_path_factory.mktemp("discover") / "market", 3, PLANT)
 
 
-def small_config(market: Path, **search):
-    return parse_config({
-        "name": "small",
-        "data": {"path": str(market)},
-        "space": {
-            "structure_types": ["short_put", "put_credit_spread", "long_put", "long_call", "short_call",
-                                "iron_condor", "long_straddle", "call_credit_spread"],
-            "genes": {"front_dte_min": [7, 30], "front_dte_max": [14, 45], "dte_exit": [0, 5]},
-        },
-        "search": {"population": 12, "generations": 3, "lambda": 12, "seed": 5, "batch_size": 5, **search},
-        "walk_forward": {"folds": 3, "lockbox_days": 150},
-        "honesty": {"pbo_candidates": 8, "pbo_blocks": 8, "top_n": 4, "min_lockbox_trades": 2},
-    }, "small.yaml")
+def small_config(market: Path):
+    return recovery_config(market, seed=5, structure_types=[
+        "short_put", "put_credit_spread", "long_put", "long_call", "short_call", "iron_condor",
+        "long_straddle", "call_credit_spread"])
 
 
 def without_timestamps(path: Path) -> dict:
