@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, str] = {
     "data": "discovery.cli.data:data",
     "bench": "discovery.cli.bench:bench",
     "discover": "discovery.cli.discover:discover",
+    "backtest": "discovery.cli.backtest_cmd:backtest",
 }
 
 # one-line summaries shown by `osd --help` without importing the subcommand modules
@@ -24,6 +25,7 @@ SUMMARIES: dict[str, str] = {
     "data": "Create, import, inspect and validate option-chain datasets.",
     "bench": "Run the benchmark suites and report their figures.",
     "discover": "Search option structures and report which survive the honesty tests.",
+    "backtest": "Backtest one option structure (DNA) on a dataset and report its metrics.",
 }
 
 

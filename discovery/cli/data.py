@@ -9,6 +9,7 @@ from discovery.cli import LazyGroup
 
 DATA_COMMANDS: dict[str, str] = {
     "info": "discovery.cli.data:info",
+    "validate": "discovery.cli.data_validate:validate",
 }
 
 
