@@ -9,7 +9,8 @@ from discovery.recovery import recovery, recovery_config, small_market
 from discovery.run import RESULT_FILE, discover
 
 PLANT = [{
-    "name": "rich_calm_puts", "favours": ["short_put", "put_credit_spread", "put_calendar", "put_diagonal"],
+    "name": "rich_calm_puts",
+    "favours": ["short_put", "put_credit_spread", "short_strangle", "iron_condor", "put_calendar", "put_diagonal"],
     "right": "P", "dte": [20, 40], "abs_delta": [0.15, 0.35], "regimes": ["calm"], "vol_points": 8.0,
 }]
 
