@@ -10,6 +10,15 @@ REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / "configs" / "demo.yaml"
 
 
+def demo_market() -> tuple[dict, Path]:
+    """The synthetic market configs/demo.yaml describes, as ``synthesize`` keyword arguments,
+    and its plant file."""
+    synth = demo_config().data.synth
+    market = {"symbols": tuple(synth.symbols), "start": str(synth.start), "end": str(synth.end),
+              "seed": synth.seed, "mode": synth.mode}
+    return market, demo_config().resolve_path(synth.plant)
+
+
 def demo_config(data_path: Path | None = None):
     """configs/demo.yaml, pointed at an already prepared demo market when one is given."""
     import yaml
