@@ -95,7 +95,10 @@ def recovery_config(market, seed: int, population: int = 12, generations: int = 
         "name": "recovery",
         "data": {"path": str(market)},
         "space": {"structure_types": structure_types or RECOVERY_TYPES,
-                  "genes": {"front_dte_min": [7, 30], "front_dte_max": [14, 45], "dte_exit": [0, 5]}},
+                  "genes": {"front_dte_min": [7, 30], "front_dte_max": [14, 45], "dte_exit": [0, 5]},
+                  # 20% of equity at risk per entry: enough for one naked SPY option's Reg-T margin
+                  # (about 15-20% of a $300 underlying x 100), so undefined-risk structures can trade
+                  "fixed": {"max_position_pct": 0.2}},
         "search": {"population": population, "generations": generations, "lambda": population,
                    "seed": seed, "batch_size": 8},
         "walk_forward": {"folds": 3, "lockbox_days": 150},

@@ -46,10 +46,6 @@ def what_would_pass(rec: dict, n_trials: int, variance: float, dsr_min: float) -
     }
 
 
-def _fmt(x, spec=".2f"):
-    return "-" if x is None else format(x, spec)
-
-
 def summary(result: dict) -> str:
     """A readable table of the reported structures, the rejections and the verdict."""
     lines = [
@@ -76,12 +72,18 @@ def summary(result: dict) -> str:
     if not result["n_passed"] and result["discovered_structures"]:
         top = result["discovered_structures"][0]
         need = top.get("needed", {})
-        years = need.get("years_needed")
-        lines.append(
-            f"  For the top structure's walk-forward Sharpe ({top['backtest_sharpe']:.2f}/yr) to pass the deflated-Sharpe "
-            f"threshold it would need about {_fmt(years, '.1f')} years of walk-forward data at this number of trials, "
-            f"or a search of at most {need.get('max_trials_for_pass', 0)} trials on this data "
-            f"(this run tried {result['n_trials']}).")
+        years, trials = need.get("years_needed"), need.get("max_trials_for_pass", 0)
+        sharpe = f"the top structure's walk-forward Sharpe ({top['backtest_sharpe']:.2f}/yr)"
+        fewer = (f"a search of at most {trials} trials on this data would let it pass"
+                 if trials else "no smaller search on this data would let it pass either")
+        if years is None:
+            lines.append(f"  What would be needed: {sharpe} is below the best Sharpe noise alone would show among "
+                         f"{result['n_trials']} trials ({result['expected_max_sharpe_annual']:.2f}/yr), so more data "
+                         f"at this number of trials cannot make it pass; {fewer}.")
+        else:
+            lines.append(f"  What would be needed: for {sharpe} to pass the deflated-Sharpe threshold, about "
+                         f"{years:.1f} years of walk-forward data at this number of trials, or {fewer} "
+                         f"(this run tried {result['n_trials']}).")
     plants = result["data"].get("plants")
     if plants:
         lines.append("  Planted truth: " + "; ".join(
