@@ -214,7 +214,7 @@ class HonestySpec(Strict):
     pbo_max: float = Field(0.5, gt=0, le=1)
     min_lockbox_sharpe: float = Field(0.0, description="annualised Sharpe the lockbox must reach")
     min_lockbox_trades: int = Field(3, ge=0)
-    pbo_candidates: int = Field(20, ge=2, description="leading distinct genomes whose daily P&L enter CSCV")
+    pbo_candidates: int = Field(20, ge=2, description="structure types whose best genomes' daily P&L enter CSCV")
     pbo_blocks: int = Field(16, ge=2)
     top_n: int = Field(10, ge=1, description="structures reported")
 

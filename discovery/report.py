@@ -55,7 +55,8 @@ def summary(result: dict) -> str:
         f"alone among them: {result['expected_max_sharpe_annual']:.2f}/yr",
     ]
     pbo = result["pbo"]
-    lines.append(f"  probability of backtest overfitting (CSCV, {pbo['n_candidates']} leaders, {pbo['n_splits']} splits): "
+    lines.append(f"  probability of backtest overfitting (CSCV over the best of {pbo['n_candidates']} structure types, "
+                 f"{pbo['n_splits']} splits): "
                  f"{pbo['pbo']:.2f}" if pbo else "  probability of backtest overfitting: not computable")
     header = (f"{'#':>2} {'structure':<19} {'DTE':>9} {'dL':>5} {'dS':>5} {'regimes':<15} "
               f"{'WF SR':>6} {'DSR':>5} {'box SR':>6} {'trades':>6}  verdict")

@@ -99,12 +99,15 @@ def discover(config: RunConfig, out_dir: Path, map_fn: MapFn = map, resume: bool
                     checkpoint_path=checkpoint, on_generation=on_generation)
     search.run(resume=state)
 
-    n_report = max(config.honesty.top_n, config.honesty.pbo_candidates)
-    leaders = search.hall_of_fame(n_report)
+    reported = search.hall_of_fame(config.honesty.top_n)
+    pbo_set = search.best_per_structure(config.honesty.pbo_candidates)
+    if len(pbo_set) < 2:  # a single structure type: its leading genomes are the alternatives
+        pbo_set = search.hall_of_fame(config.honesty.pbo_candidates)
+    genomes = list(dict.fromkeys(reported + pbo_set))
     batch = config.search.batch_size
-    payload = [[space.to_dict(g) for g in leaders[i:i + batch]] for i in range(0, len(leaders), batch)]
-    details = [d for chunk in map_fn(evaluate_detail, payload) for d in chunk]
-    result = assess(config, search, leaders, details, context, path)
+    payload = [[space.to_dict(g) for g in genomes[i:i + batch]] for i in range(0, len(genomes), batch)]
+    details = dict(zip(genomes, (d for chunk in map_fn(evaluate_detail, payload) for d in chunk)))
+    result = assess(config, search, reported, pbo_set, details, context, path)
     result["elapsed_s"] = round(time.perf_counter() - started, 2)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(result, out_dir / RESULT_FILE)
@@ -112,8 +115,8 @@ def discover(config: RunConfig, out_dir: Path, map_fn: MapFn = map, resume: bool
     return result
 
 
-def assess(config: RunConfig, search: Search, leaders: list[tuple], details: list[dict],
-           context: EvalContext, path: Path) -> dict:
+def assess(config: RunConfig, search: Search, reported: list[tuple], pbo_set: list[tuple],
+           details: dict[tuple, dict], context: EvalContext, path: Path) -> dict:
     """Honesty statistics for the leaders and the pass/fail verdict of each reported structure."""
     space, h = search.space, config.honesty
     records = list(search.state.cache.values())
@@ -122,15 +125,17 @@ def assess(config: RunConfig, search: Search, leaders: list[tuple], details: lis
     variance = float(trial_sharpes.var(ddof=1)) if n_trials > 1 else 0.0
     sr0 = honesty.expected_max_sharpe(n_trials, variance)
 
-    fold_matrix = np.array([d["fold_returns"] for d in details]).T
+    fold_matrix = np.array([details[g]["fold_returns"] for g in pbo_set]).T
     pbo = None
     if fold_matrix.shape[1] >= 2 and fold_matrix.shape[0] >= 2 * h.pbo_blocks:
         res = honesty.probability_of_backtest_overfitting(fold_matrix, h.pbo_blocks)
         pbo = {"pbo": res.pbo, "n_splits": res.n_splits, "n_candidates": fold_matrix.shape[1],
+               "candidates": [g[0] for g in pbo_set],
                "degradation_slope": res.degradation_slope, "prob_oos_loss": res.prob_oos_loss}
 
     structures = []
-    for rank, (genome, detail) in enumerate(zip(leaders[:h.top_n], details), start=1):
+    for rank, genome in enumerate(reported, start=1):
+        detail = details[genome]
         rec = search.state.cache[space.key(genome)]
         dsr = honesty.deflated_sharpe_ratio(rec["sharpe"], rec["n_days"], n_trials, variance,
                                             rec["skew"], rec["kurtosis"])

@@ -264,6 +264,17 @@ class Search:
         return self.state
 
     # ------------------------------------------------------------------ results
+    def best_per_structure(self, size: int) -> list[tuple]:
+        """The best evaluated genome of each structure type, best first (first objective): the
+        distinct alternatives the search chose between, for CSCV (near-clones of one winner
+        would make the out-of-sample rank of the in-sample best a coin toss among equals)."""
+        best: dict[str, tuple] = {}
+        for record in self.state.cache.values():
+            g = tuple(tuple(v) if isinstance(v, list) else v for v in record["genome"])
+            if g[0] not in best or self.weighted(g)[0] > self.weighted(best[g[0]])[0]:
+                best[g[0]] = g
+        return sorted(best.values(), key=lambda g: -self.weighted(g)[0])[:size]
+
     def hall_of_fame(self, size: int) -> list[tuple]:
         """Best distinct genomes ever evaluated (DEAP HallOfFame, or the Pareto front for NSGA-II,
         ordered by the first objective), fed in evaluation order so ties resolve reproducibly."""

@@ -165,3 +165,13 @@ def test_diversity_is_defended_when_it_collapses():
     state = search.run()
     assert all(r["reinjected"] >= 8 for r in state.logbook)
     assert all(0 < r["mean_distance"] <= 1 for r in state.logbook)
+
+
+def test_best_per_structure_gives_one_distinct_alternative_per_type():
+    search = make_search()
+    search.run()
+    best = search.best_per_structure(50)
+    assert len({g[0] for g in best}) == len(best) > 1
+    assert best[0] == search.hall_of_fame(1)[0]
+    values = [search.weighted(g)[0] for g in best]
+    assert values == sorted(values, reverse=True)
