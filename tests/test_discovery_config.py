@@ -81,3 +81,28 @@ def test_missing_dataset_and_bad_yaml(tmp_path):
         load_config(bad)
     with pytest.raises(UserError, match="does not exist"):
         load_config(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--executor", "ray"], "unknown executor 'ray'"),
+    (["--seed", "x"], "'x' is not a valid integer"),
+])
+def test_discover_cli_bad_arguments_are_one_line(args, message):
+    from click.testing import CliRunner
+
+    from discovery.cli import main
+
+    r = CliRunner().invoke(main, ["discover", "--config", str(REPO / "configs" / "demo.yaml"), *args])
+    assert r.exit_code != 0 and message in r.output
+
+
+def test_discover_cli_unknown_key(tmp_path):
+    from click.testing import CliRunner
+
+    from discovery.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(with_("search.populaton", 5)))
+    r = CliRunner().invoke(main, ["discover", "--config", str(bad)])
+    assert r.exit_code == 1
+    assert r.output.strip().splitlines()[-1] == f"Error: {bad}: unknown key 'search.populaton'"

@@ -16,11 +16,12 @@ EXECUTORS: dict[str, str] = {
 }
 
 
-def open_executor(name: str, workers: int | None):
+def executor_factory(name: str):
+    """The executor's context-manager factory, imported only when chosen."""
     if name not in EXECUTORS:
         raise UserError(f"--executor: unknown executor {name!r} (expected one of {', '.join(EXECUTORS)})")
     module, attr = EXECUTORS[name].split(":")
-    return getattr(importlib.import_module(module), attr)(workers)
+    return getattr(importlib.import_module(module), attr)
 
 
 @click.command()
@@ -41,6 +42,7 @@ def discover(config_path, out, executor, workers, resume_dir, seed, quiet) -> No
     from discovery.run import RESULT_FILE, discover as run_discovery
 
     config = load_config(config_path, {"search.seed": seed} if seed is not None else None)
+    open_executor = executor_factory(executor)
     out_dir = Path(resume_dir or out or Path("runs") / config.name)
     with tqdm(total=config.search.generations + 1, unit="gen", desc="discover", disable=quiet) as bar:
         def on_generation(record: dict) -> None:
@@ -49,7 +51,7 @@ def discover(config_path, out, executor, workers, resume_dir, seed, quiet) -> No
                             diversity=f"{record['mean_distance']:.2f}")
             bar.refresh()
 
-        with open_executor(executor, workers) as map_fn:
+        with open_executor(workers) as map_fn:
             run_discovery(config, out_dir, map_fn=map_fn, resume=resume_dir is not None,
                                    on_generation=on_generation, progress=not quiet)
     click.echo((out_dir / "summary.txt").read_text())
