@@ -171,7 +171,6 @@ class SearchSpec(Strict):
     tournament_size: int = Field(3, ge=2)
     seed: int = 0
     objectives: list[Literal["fitness", "sharpe", "max_drawdown", "n_trades"]] = ["fitness"]
-    hall_of_fame: int = Field(20, ge=1)
     batch_size: int = Field(16, ge=1, description="genomes per evaluation task")
     diversity_floor: float = Field(0.1, ge=0, le=1, description="reinject random genomes when the mean normalized gene distance of the population falls below this (a random population sits near 0.4)")
     reinject_fraction: float = Field(0.25, ge=0, le=1)
