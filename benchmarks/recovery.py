@@ -23,19 +23,19 @@ _BAND = {"dte": [20, 40], "taper_days": 5.0}
 SELL_PUTS = ["short_put", "put_credit_spread", "short_strangle", "iron_condor", "put_calendar", "put_diagonal"]
 SELL_CALLS = ["short_call", "call_credit_spread", "short_strangle", "iron_condor", "call_calendar", "call_diagonal"]
 # Each family is sized with REFERENCES.md's power table: ~2 years of walk-forward data and a few
-# hundred trials need an annualised Sharpe near 3 to pass, so the plants are strong (6-10 vol points).
+# hundred trials need an annualised Sharpe near 3 to pass, so the plants are strong (8-10 vol points).
 FAMILIES: dict[str, list[dict]] = {
     "rich_otm_puts": [{"name": "rich_otm_puts", "right": "P", "abs_delta": [0.15, 0.35], "regimes": ["calm", "stressed"],
                        "vol_points": 8.0, "favours": SELL_PUTS, **_BAND}],
     "rich_otm_calls": [{"name": "rich_otm_calls", "right": "C", "abs_delta": [0.15, 0.35], "regimes": ["calm", "stressed"],
                         "vol_points": 8.0, "favours": SELL_CALLS, **_BAND}],
     "cheap_otm_puts": [{"name": "cheap_otm_puts", "right": "P", "abs_delta": [0.20, 0.40], "regimes": ["calm", "stressed"],
-                        "vol_points": -6.0, "favours": ["long_put", "put_debit_spread", "long_strangle"], **_BAND}],
+                        "vol_points": -10.0, "favours": ["long_put", "put_debit_spread", "long_strangle"], **_BAND}],
     "cheap_otm_calls": [{"name": "cheap_otm_calls", "right": "C", "abs_delta": [0.20, 0.40], "regimes": ["calm", "stressed"],
-                         "vol_points": -6.0, "favours": ["long_call", "call_debit_spread", "long_strangle"], **_BAND}],
+                         "vol_points": -10.0, "favours": ["long_call", "call_debit_spread", "long_strangle"], **_BAND}],
     "rich_atm_calm": [
         {"name": f"rich_atm_{side}", "right": right, "abs_delta": [0.40, 0.60], "regimes": ["calm"],
-         "vol_points": 6.0, "favours": ["short_straddle", "iron_butterfly", "short_strangle", "iron_condor"], **_BAND}
+         "vol_points": 9.0, "favours": ["short_straddle", "iron_butterfly", "short_strangle", "iron_condor"], **_BAND}
         for side, right in (("calls", "C"), ("puts", "P"))],
 }
 
