@@ -42,7 +42,8 @@ FAMILIES: dict[str, list[dict]] = {
 
 def _one(root: Path, name: str, seed: int, plants: list[dict] | None, quick: bool) -> dict:
     market = small_market(root / f"{name}-{seed}", seed, plants)
-    config = recovery_config(market, seed, population=24, generations=6)
+    # broad and shallow (see configs/demo.yaml): few near-clones of the winner among the trials
+    config = recovery_config(market, seed, population=150, generations=2, offspring=50)
     t0 = time.perf_counter()
     result = discover(config, root / f"run-{name}-{seed}")
     rec = recovery(result) if plants else None

@@ -86,7 +86,7 @@ def small_market(out, seed: int, plants: list[dict] | None):
                       quotes=QuoteModel(horizon_days=70, weekly_horizon_days=63))
 
 
-def recovery_config(market, seed: int, population: int = 12, generations: int = 3,
+def recovery_config(market, seed: int, population: int = 12, generations: int = 3, offspring: int | None = None,
                     structure_types: list[str] | None = None):
     """The run config of a recovery experiment on ``small_market`` data."""
     from discovery.config import parse_config
@@ -99,7 +99,7 @@ def recovery_config(market, seed: int, population: int = 12, generations: int = 
                   # 20% of equity at risk per entry: enough for one naked SPY option's Reg-T margin
                   # (about 15-20% of a $300 underlying x 100), so undefined-risk structures can trade
                   "fixed": {"max_position_pct": 0.2}},
-        "search": {"population": population, "generations": generations, "lambda": population,
+        "search": {"population": population, "generations": generations, "lambda": offspring or population,
                    "seed": seed, "batch_size": 8},
         "walk_forward": {"folds": 3, "lockbox_days": 150},
         "honesty": {"pbo_candidates": 8, "pbo_blocks": 8, "top_n": 4, "min_lockbox_trades": 2},
