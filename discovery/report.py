@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+from backtest.dna import relevant_genes
 from discovery import honesty
 
 
@@ -63,10 +64,12 @@ def summary(result: dict) -> str:
     lines += ["", header, "-" * len(header)]
     for s in result["discovered_structures"]:
         regimes = ",".join(s["entry_regime_names"]) if s["entry_regime_names"] else "all"
+        genes = relevant_genes(s["structure_type"])
+        d_long, d_short = (f"{s[g]:>5.2f}" if g in genes else f"{'-':>5}" for g in ("long_strike_delta", "short_strike_delta"))
         verdict = "PASS" if s["passed"] else "reject: " + s["reasons"][0]
         lines.append(
             f"{s['rank']:>2} {s['structure_type']:<19} {s['front_dte_min']:>4}-{s['front_dte_max']:<4} "
-            f"{s['long_strike_delta']:>5.2f} {s['short_strike_delta']:>5.2f} {regimes:<15} "
+            f"{d_long} {d_short} {regimes:<15} "
             f"{s['backtest_sharpe']:>6.2f} {s['deflated_sharpe']:>5.2f} {s['lockbox']['sharpe_annual']:>6.2f} "
             f"{s['n_trades']:>6}  {verdict}")
     lines += ["", f"Verdict: {result['verdict']}."]
