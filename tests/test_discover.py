@@ -77,3 +77,12 @@ def test_resume_after_generation_1_gives_the_identical_result(small_planted_mark
 def test_planted_edge_is_recovered(serial_run):
     rec = recovery(json.loads((serial_run / RESULT_FILE).read_text()))
     assert rec["checks"]["family"] and rec["recovered"], rec
+
+
+def test_nothing_passes_the_deflated_sharpe_on_a_null_market(tmp_path):
+    market = small_market(tmp_path / "null", 21, None)
+    result = discover(recovery_config(market, seed=21, population=40, generations=2, offspring=20), tmp_path / "run")
+    dsr_min = result["thresholds"]["dsr_min"]
+    assert not any(s["deflated_sharpe"] >= dsr_min for s in result["discovered_structures"])
+    assert result["n_passed"] == 0 and result["verdict"].startswith("nothing passed")
+    assert "What would be needed" in (tmp_path / "run" / "summary.txt").read_text()
