@@ -72,6 +72,10 @@ def _aligned(table, column: str, dates: np.ndarray, what: str) -> np.ndarray:
 def load_market(context: EvalContext) -> Market:
     dataset = Dataset(context.dataset)
     index = ChainIndex.from_dataset(dataset, context.underlying).set_read_only()
+    if index.n_days != context.layout.n_days:
+        raise UserError(f"{context.dataset}: {context.underlying} has option chains on {index.n_days} days but "
+                        f"underlying bars on {context.layout.n_days}; expected one chain snapshot per bar day "
+                        "(run `osd data validate`)")
     dates = index.dates
     regime_codes = None
     table = dataset.read_regimes(context.underlying)

@@ -90,7 +90,7 @@ def summarize(run: DemoRun) -> None:
 
 def discover_structures(run: DemoRun) -> None:
     """Run discovery (configs/demo.yaml) on the demo market; report whether the plant was recovered."""
-    run.notes["discovery"] = run_discovery(run.data, run.root / "discovery")
+    run_discovery(run.data, run.root / "discovery")
 
 
 STEPS = (prepare_data, validate, summarize, discover_structures)
