@@ -27,8 +27,11 @@ def is_trading_day(day: dt.date) -> bool:
     return bool(_calendar().is_session(pd.Timestamp(day)))
 
 
+@lru_cache(maxsize=65536)
 def previous_trading_day(day: dt.date) -> dt.date:
-    """The session on or before `day` (an expiration on a holiday moves to the prior session)."""
+    """The session on or before `day` (an expiration on a holiday moves to the prior session).
+    Cached: listing expirations for every day of a long synthetic market asks for the same few
+    Fridays again and again."""
     return _calendar().date_to_session(pd.Timestamp(day), direction="previous").date()
 
 

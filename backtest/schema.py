@@ -59,6 +59,15 @@ INDEX_SCHEMA = pa.schema(
     ]
 )
 
+# Per-day market regime of an underlying (synthetic markets record their ground truth here;
+# a user may supply one for real data).
+REGIME_SCHEMA = pa.schema(
+    [
+        pa.field("date", pa.date32(), nullable=False),
+        pa.field("regime", pa.string(), nullable=False),
+    ]
+)
+
 QUARANTINE_REASON_FIELD = pa.field("reason", pa.string(), nullable=False)
 QUARANTINE_SCHEMA = CHAIN_SCHEMA.append(QUARANTINE_REASON_FIELD).append(
     pa.field("source", pa.string())

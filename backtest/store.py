@@ -7,6 +7,7 @@ Layout::
     DATASET/underlyings/underlying=SPY/<part>.parquet
     DATASET/indices/name=VIX/<part>.parquet
     DATASET/quarantine/<part>.parquet
+    DATASET/regimes/underlying=SPY/<part>.parquet   date, regime (e.g. calm / stressed)
 
 Writers never leave partial work behind: a new dataset is assembled in a hidden sibling
 directory and renamed into place on success; single files are written under a temporary name
@@ -37,6 +38,7 @@ from backtest.schema import (
     CHAIN_SORT_KEYS,
     INDEX_SCHEMA,
     QUARANTINE_SCHEMA,
+    REGIME_SCHEMA,
     SCHEMA_VERSION,
     conform,
 )
@@ -94,8 +96,42 @@ def atomic_write_json(obj: Any, path: str | os.PathLike) -> None:
             tmp.unlink()
 
 
+# Dictionary-encode only the low-cardinality string columns: trying it on float columns (prices,
+# greeks) costs more than half of the write time and makes files larger.
+CHAIN_DICTIONARY_COLUMNS = ["underlying", "root", "right", "style"]
+# Row-group statistics only where readers filter (dates, strikes); on prices and greeks they
+# cost a quarter of the write time and prune nothing.
+CHAIN_STATISTICS_COLUMNS = ["quote_date", "underlying", "root", "expiration", "strike", "right"]
+
+
+def _string_ranks(col: pa.ChunkedArray) -> np.ndarray:
+    """Each string's rank among the column's distinct values (order-preserving integers)."""
+    encoded = pc.dictionary_encode(col.combine_chunks())
+    values = np.asarray(encoded.dictionary.to_pylist(), dtype=object)
+    rank_of_entry = np.argsort(np.argsort(values))
+    return rank_of_entry[encoded.indices.to_numpy(zero_copy_only=False)]
+
+
+def _is_sorted(table: pa.Table) -> bool:
+    """True when rows are already in CHAIN_SORT_KEYS order (cheap vectorised check)."""
+    if table.num_rows < 2:
+        return True
+    keys = [table.column(k) for k in CHAIN_SORT_KEYS]
+    cols = [_string_ranks(k) if pa.types.is_string(k.type)
+            else k.cast(pa.int32()).to_numpy(zero_copy_only=False) if pa.types.is_date32(k.type)
+            else k.to_numpy(zero_copy_only=False)
+            for k in keys]
+    before_or_tie = np.ones(table.num_rows - 1, bool)  # rows equal on all earlier keys
+    for col in cols:
+        a, b = col[:-1], col[1:]
+        if np.any(before_or_tie & (a > b)):
+            return False
+        before_or_tie &= a == b
+    return True
+
+
 def sort_chains(table: pa.Table) -> pa.Table:
-    return table.sort_by([(k, "ascending") for k in CHAIN_SORT_KEYS])
+    return table if _is_sorted(table) else table.sort_by([(k, "ascending") for k in CHAIN_SORT_KEYS])
 
 
 class DatasetWriter:
@@ -105,8 +141,9 @@ class DatasetWriter:
     existing one only with ``overwrite=True``), on an exception nothing is left behind.
     """
 
-    def __init__(self, out: str | os.PathLike, *, overwrite: bool = False):
+    def __init__(self, out: str | os.PathLike, *, overwrite: bool = False, compression: str = "zstd"):
         self.out = Path(out)
+        self.compression = compression  # of chain files; generators trade size for speed with "snappy"
         if self.out.exists() and not overwrite:
             if not self.out.is_dir() or any(self.out.iterdir()):
                 raise StoreError(f"{self.out}: output exists and is not empty (use --overwrite)")
@@ -147,7 +184,9 @@ class DatasetWriter:
         for year in np.unique(years):
             d = self.tmp / "chains" / f"underlying={underlying}" / f"year={int(year)}"
             d.mkdir(parents=True, exist_ok=True)
-            pq.write_table(table.filter(pa.array(years == year)), d / f"{part}.parquet", compression="zstd")
+            part_table = table if len(years) and years[0] == years[-1] else table.filter(pa.array(years == year))
+            pq.write_table(part_table, d / f"{part}.parquet", compression=self.compression,
+                           use_dictionary=CHAIN_DICTIONARY_COLUMNS, write_statistics=CHAIN_STATISTICS_COLUMNS)
         if table.num_rows:
             dates = table.column("quote_date")
             start, end = pc.min(dates).as_py(), pc.max(dates).as_py()
@@ -166,6 +205,12 @@ class DatasetWriter:
         table = conform(table, INDEX_SCHEMA).sort_by("date")
         pq.write_table(table, d / f"{part}.parquet")
         self.meta["indices"][name] = {"rows": table.num_rows}
+
+    def write_regimes(self, symbol: str, table: pa.Table, part: str = "regimes") -> None:
+        """One row per trading day: the regime label of `symbol` that day."""
+        d = self.tmp / "regimes" / f"underlying={symbol}"
+        d.mkdir(parents=True, exist_ok=True)
+        pq.write_table(conform(table, REGIME_SCHEMA).sort_by("date"), d / f"{part}.parquet")
 
     def write_quarantine(self, table: pa.Table, part: str) -> None:
         if not table.num_rows:
@@ -367,6 +412,13 @@ class Dataset:
 
     def read_index(self, name: str) -> pa.Table:
         return self._read_dir(("indices", f"name={name}"), INDEX_SCHEMA, f"index {name!r}")
+
+    def read_regimes(self, symbol: str) -> pa.Table | None:
+        """The per-day regime table of `symbol`, or None when the dataset has none."""
+        files = [i.path for i in self._list("regimes", f"underlying={symbol}") if i.base_name.endswith(".parquet")]
+        if not files:
+            return None
+        return pads.dataset(files, schema=REGIME_SCHEMA, format="parquet", filesystem=self.fs).to_table().sort_by("date")
 
     def read_quarantine(self) -> pa.Table:
         files = [i.path for i in self._list("quarantine") if i.base_name.endswith(".parquet")]

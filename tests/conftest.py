@@ -13,3 +13,47 @@ def real_data() -> Path:
     if not REAL_DATA.exists():
         pytest.fail(f"real data samples not found at {REAL_DATA} (set OSD_SHARED)")
     return REAL_DATA
+
+
+@pytest.fixture(scope="session")
+def k8s_schemas() -> Path:
+    """The KubeRay CRDs for offline validation (shared/k8s-schemas; never copied into the repo)."""
+    path = SHARED / "k8s-schemas"
+    if not path.exists():
+        pytest.fail(f"Kubernetes CRD schemas not found at {path} (set OSD_SHARED)")
+    return path
+
+
+# ---------------------------------------------------------------- synthetic markets (shared)
+# Five years of a SPY-like underlying in each mode, generated once per test session.
+SYNTH_SPAN = ("2019-01-01", "2023-12-31")
+SYNTH_SEED = 2
+
+
+@pytest.fixture(scope="session")
+def example_plants():
+    from backtest.synth import load_plants
+
+    return load_plants(REPO / "configs" / "planted_example.yaml")
+
+
+@pytest.fixture(scope="session")
+def realistic_market(tmp_path_factory) -> Path:
+    from backtest.synth import synthesize
+
+    return synthesize(tmp_path_factory.mktemp("synth") / "realistic", "SPY", *SYNTH_SPAN, seed=SYNTH_SEED)
+
+
+@pytest.fixture(scope="session")
+def null_market(tmp_path_factory) -> Path:
+    from backtest.synth import synthesize
+
+    return synthesize(tmp_path_factory.mktemp("synth") / "null", "SPY", *SYNTH_SPAN, seed=SYNTH_SEED, mode="null")
+
+
+@pytest.fixture(scope="session")
+def planted_market(tmp_path_factory, example_plants) -> Path:
+    from backtest.synth import synthesize
+
+    return synthesize(tmp_path_factory.mktemp("synth") / "planted", "SPY", *SYNTH_SPAN, seed=SYNTH_SEED,
+                      mode="planted", plants=example_plants)

@@ -16,12 +16,18 @@ from backtest.errors import UserError
 SUBCOMMANDS: dict[str, str] = {
     "data": "discovery.cli.data:data",
     "bench": "discovery.cli.bench:bench",
+    "features": "discovery.cli.features:features",
+    "backtest": "discovery.cli.backtest_cmd:backtest",
+    "demo": "discovery.cli.demo:demo",
 }
 
 # one-line summaries shown by `osd --help` without importing the subcommand modules
 SUMMARIES: dict[str, str] = {
     "data": "Create, import, inspect and validate option-chain datasets.",
     "bench": "Run the benchmark suites and report their figures.",
+    "features": "Build market-state features, regimes and edge detectors for a dataset.",
+    "backtest": "Backtest one option structure (DNA) on a dataset and report its metrics.",
+    "demo": "Synthesize the demo market (realistic SPY with a planted edge) and show it.",
 }
 
 

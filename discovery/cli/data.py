@@ -9,6 +9,9 @@ from discovery.cli import LazyGroup
 
 DATA_COMMANDS: dict[str, str] = {
     "info": "discovery.cli.data:info",
+    "validate": "discovery.cli.data_validate:validate",
+    "synth": "discovery.cli.synth:synth",
+    "stats": "discovery.cli.stats:stats",
 }
 
 

@@ -1,0 +1,585 @@
+"""Numba kernels of the backtest contract (DESIGN §4): pure functions over the ChainIndex arrays.
+
+``run_genomes`` evaluates many genomes in one call (``prange`` over genomes); each genome walks
+the days in order: mark open positions, settle expired legs, apply exits, then consider one
+entry. The Python API in :mod:`backtest.engine` packs genomes and costs into the flat parameter
+vectors whose layout is defined here.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+# ---- structure type codes (declaration order of backtest.dna.StructureType)
+LONG_CALL, LONG_PUT, SHORT_CALL, SHORT_PUT = 0, 1, 2, 3
+LONG_STRADDLE, SHORT_STRADDLE, LONG_STRANGLE, SHORT_STRANGLE = 4, 5, 6, 7
+CALL_DEBIT_SPREAD, CALL_CREDIT_SPREAD, PUT_DEBIT_SPREAD, PUT_CREDIT_SPREAD = 8, 9, 10, 11
+IRON_CONDOR, IRON_BUTTERFLY = 12, 13
+CALENDAR_CALL, CALENDAR_PUT, DIAGONAL_CALL, DIAGONAL_PUT = 14, 15, 16, 17
+
+# ---- genome parameter vector layout (NaN / -1 switch an optional exit off)
+P_TYPE, P_FRONT_MIN, P_FRONT_MAX, P_BACK_MIN, P_BACK_MAX = 0, 1, 2, 3, 4
+P_LONG_DELTA, P_SHORT_DELTA, P_WIDTH = 5, 6, 7
+P_PROFIT_TARGET, P_STOP_LOSS, P_DTE_EXIT, P_DELTA_BREACH, P_MAX_HOLD = 8, 9, 10, 11, 12
+P_RISK_PCT, P_MAX_POSITIONS, P_MAX_TOTAL_RISK = 13, 14, 15
+N_PARAMS = 16
+
+# ---- cost vector layout
+C_SLIP1, C_COMMISSION, C_ASSIGNMENT_FEE, C_INITIAL_EQUITY, C_MULTIPLIER = 0, 4, 5, 6, 7
+C_MARGIN_INDEX, C_MARGIN_EQUITY, C_MARGIN_FLOOR = 8, 9, 10
+N_COSTS = 11
+
+# ---- exit reasons
+EXIT_PROFIT_TARGET, EXIT_STOP_LOSS, EXIT_DTE, EXIT_DELTA_BREACH = 1, 2, 3, 4
+EXIT_MAX_HOLD, EXIT_EXPIRATION, EXIT_OPEN_AT_END = 5, 6, 7
+EXIT_REASONS = {
+    EXIT_PROFIT_TARGET: "profit_target", EXIT_STOP_LOSS: "stop_loss", EXIT_DTE: "dte_exit",
+    EXIT_DELTA_BREACH: "delta_breach", EXIT_MAX_HOLD: "max_hold_days",
+    EXIT_EXPIRATION: "expiration", EXIT_OPEN_AT_END: "open_at_end",
+}
+
+MAX_LEGS = 4
+
+
+# --------------------------------------------------------------------------- selection
+
+
+@njit(cache=True)
+def choose_group(days, day_group_start, group_expiration, d, dte_min, dte_max):
+    """The expiration group of day d whose DTE is in [dte_min, dte_max] and closest to the
+    window's midpoint; ties go to the earlier (groups are sorted by expiration). -1 if none."""
+    mid = 0.5 * (dte_min + dte_max)
+    best, best_dist = -1, np.inf
+    for g in range(day_group_start[d], day_group_start[d + 1]):
+        dte = group_expiration[g] - days[d]
+        if dte < dte_min:
+            continue
+        if dte > dte_max:
+            break
+        dist = abs(dte - mid)
+        if dist < best_dist:
+            best, best_dist = g, dist
+    return best
+
+
+@njit(cache=True)
+def segment(group_row_start, group_put_start, g, is_call):
+    """Row range [lo, hi) of the calls or puts of group g (strikes ascending)."""
+    if is_call:
+        return group_row_start[g], group_put_start[g]
+    return group_put_start[g], group_row_start[g + 1]
+
+
+@njit(cache=True)
+def pick_by_delta(delta, lo, hi, target, is_call):
+    """Row whose |delta| is closest to target; ties: higher strike for calls, lower for puts.
+    Rows without a delta are never chosen. -1 if none."""
+    best, best_dist = -1, np.inf
+    for r in range(lo, hi):
+        dl = delta[r]
+        if math.isnan(dl):
+            continue
+        dist = abs(abs(np.float64(dl)) - target)
+        if dist < best_dist or (is_call and dist == best_dist):
+            best, best_dist = r, dist
+    return best
+
+
+@njit(cache=True)
+def find_group(day_group_start, group_expiration, group_root, d, expiration, root):
+    """Group of day d holding (expiration, root), or -1."""
+    lo, hi = day_group_start[d], day_group_start[d + 1]
+    while lo < hi:  # first group with expiration >= target
+        m = (lo + hi) // 2
+        if group_expiration[m] < expiration:
+            lo = m + 1
+        else:
+            hi = m
+    g = lo
+    while g < day_group_start[d + 1] and group_expiration[g] == expiration:
+        if group_root[g] == root:
+            return g
+        g += 1
+    return -1
+
+
+@njit(cache=True)
+def find_strike(strike, lo, hi, k):
+    """Row in [lo, hi) with strike exactly k, or -1."""
+    end = hi
+    while lo < hi:
+        m = (lo + hi) // 2
+        if strike[m] < k:
+            lo = m + 1
+        else:
+            hi = m
+    if lo < end and strike[lo] == k:
+        return lo
+    return -1
+
+
+# --------------------------------------------------------------------------- structure building
+
+
+@njit(cache=True)
+def build_legs(prm, d, days, day_group_start, group_expiration, group_row_start, group_put_start,
+               strike, delta, leg_row, leg_qty):
+    """Fill leg_row/leg_qty (long +1, short -1) with the structure's legs on day d per the leg
+    templates of DESIGN §4. Returns the number of legs, or 0 when it cannot be fully built."""
+    st = int(prm[P_TYPE])
+    width = int(prm[P_WIDTH])
+    g = choose_group(days, day_group_start, group_expiration, d, prm[P_FRONT_MIN], prm[P_FRONT_MAX])
+    if g < 0:
+        return 0
+    clo, chi = segment(group_row_start, group_put_start, g, True)
+    plo, phi = segment(group_row_start, group_put_start, g, False)
+
+    if st <= SHORT_PUT:
+        is_call = st == LONG_CALL or st == SHORT_CALL
+        is_long = st == LONG_CALL or st == LONG_PUT
+        lo, hi = (clo, chi) if is_call else (plo, phi)
+        r = pick_by_delta(delta, lo, hi, prm[P_LONG_DELTA] if is_long else prm[P_SHORT_DELTA], is_call)
+        if r < 0:
+            return 0
+        leg_row[0], leg_qty[0] = r, 1 if is_long else -1
+        return 1
+
+    if st == LONG_STRADDLE or st == SHORT_STRADDLE or st == IRON_BUTTERFLY:
+        c = pick_by_delta(delta, clo, chi, 0.5, True)
+        if c < 0:
+            return 0
+        p = find_strike(strike, plo, phi, strike[c])
+        if p < 0:
+            return 0
+        q = 1 if st == LONG_STRADDLE else -1
+        leg_row[0], leg_qty[0] = c, q
+        leg_row[1], leg_qty[1] = p, q
+        if st != IRON_BUTTERFLY:
+            return 2
+        if p - width < plo or c + width >= chi:
+            return 0
+        leg_row[2], leg_qty[2] = p - width, 1
+        leg_row[3], leg_qty[3] = c + width, 1
+        return 4
+
+    if st == LONG_STRANGLE or st == SHORT_STRANGLE:
+        is_long = st == LONG_STRANGLE
+        target = prm[P_LONG_DELTA] if is_long else prm[P_SHORT_DELTA]
+        c = pick_by_delta(delta, clo, chi, target, True)
+        p = pick_by_delta(delta, plo, phi, target, False)
+        if c < 0 or p < 0:
+            return 0
+        q = 1 if is_long else -1
+        leg_row[0], leg_qty[0] = c, q
+        leg_row[1], leg_qty[1] = p, q
+        return 2
+
+    if st <= IRON_CONDOR:  # verticals and the condor: an anchor leg and a wing further OTM
+        n = 0
+        for side in range(2):
+            # side 0: put side, side 1: call side
+            if st == IRON_CONDOR:
+                is_call = side == 1
+            elif side == 0:
+                is_call = st == CALL_DEBIT_SPREAD or st == CALL_CREDIT_SPREAD
+            else:
+                break
+            is_debit = st == CALL_DEBIT_SPREAD or st == PUT_DEBIT_SPREAD
+            lo, hi = (clo, chi) if is_call else (plo, phi)
+            a = pick_by_delta(delta, lo, hi, prm[P_LONG_DELTA] if is_debit else prm[P_SHORT_DELTA], is_call)
+            if a < 0:
+                return 0
+            w = a + width if is_call else a - width
+            if w < lo or w >= hi:
+                return 0
+            leg_row[n], leg_qty[n] = a, 1 if is_debit else -1
+            leg_row[n + 1], leg_qty[n + 1] = w, -1 if is_debit else 1
+            n += 2
+        return n
+
+    # calendars and diagonals: long back-month leg, short front-month leg
+    is_call = st == CALENDAR_CALL or st == DIAGONAL_CALL
+    b = choose_group(days, day_group_start, group_expiration, d, prm[P_BACK_MIN], prm[P_BACK_MAX])
+    if b < 0 or group_expiration[b] <= group_expiration[g]:
+        return 0
+    blo, bhi = segment(group_row_start, group_put_start, b, is_call)
+    flo, fhi = (clo, chi) if is_call else (plo, phi)
+    back = pick_by_delta(delta, blo, bhi, prm[P_LONG_DELTA], is_call)
+    if back < 0:
+        return 0
+    if st == CALENDAR_CALL or st == CALENDAR_PUT:
+        front = find_strike(strike, flo, fhi, strike[back])
+    else:
+        front = pick_by_delta(delta, flo, fhi, prm[P_SHORT_DELTA], is_call)
+    if front < 0:
+        return 0
+    leg_row[0], leg_qty[0] = back, 1
+    leg_row[1], leg_qty[1] = front, -1
+    return 2
+
+
+@njit(cache=True)
+def fill_price(bid, ask, qty, share):
+    """Buy (qty > 0) at bid + s x width, sell at ask - s x width; s = 1 crosses the spread."""
+    width = np.float64(ask) - np.float64(bid)
+    if qty > 0:
+        return np.float64(bid) + share * width
+    return np.float64(ask) - share * width
+
+
+@njit(cache=True)
+def naked_margin(is_call, premium, k, spot, pct, floor_pct):
+    """Reg-T/Cboe margin of one short option per unit of underlying: premium + max(pct x spot -
+    out-of-the-money amount, floor x (spot for calls, strike for puts))."""
+    otm = max(k - spot, 0.0) if is_call else max(spot - k, 0.0)
+    return premium + max(pct * spot - otm, floor_pct * (spot if is_call else k))
+
+
+@njit(cache=True)
+def risk_per_unit(st, n, strikes, calls, qtys, fills, entry_cash, spot, european, cst):
+    """Capital at risk of one structure in price units: the max loss for defined-risk structures,
+    Reg-T margin for naked shorts. <= 0 means it cannot be sized."""
+    if st == SHORT_CALL or st == SHORT_PUT or st == SHORT_STRADDLE or st == SHORT_STRANGLE:
+        pct = cst[C_MARGIN_INDEX] if european else cst[C_MARGIN_EQUITY]
+        m0 = naked_margin(calls[0], fills[0], strikes[0], spot, pct, cst[C_MARGIN_FLOOR])
+        if n == 1:
+            return m0
+        m1 = naked_margin(calls[1], fills[1], strikes[1], spot, pct, cst[C_MARGIN_FLOOR])
+        # two naked legs: the larger requirement plus the other leg's premium
+        return m0 + fills[1] if m0 >= m1 else m1 + fills[0]
+    if st == CALL_CREDIT_SPREAD or st == PUT_CREDIT_SPREAD or st == IRON_CONDOR or st == IRON_BUTTERFLY:
+        widest = 0.0
+        for i in range(n):
+            for j in range(n):
+                if qtys[i] < 0 and qtys[j] > 0 and calls[i] == calls[j]:
+                    widest = max(widest, abs(np.float64(strikes[i]) - np.float64(strikes[j])))
+        return widest - entry_cash
+    if st == DIAGONAL_CALL or st == DIAGONAL_PUT:
+        # the back leg is legs[0] (long), the front legs[1] (short)
+        gap = np.float64(strikes[0]) - np.float64(strikes[1])
+        if st == DIAGONAL_PUT:
+            gap = -gap
+        return -entry_cash + max(gap, 0.0)
+    return -entry_cash  # debit structures: the premium paid
+
+
+# --------------------------------------------------------------------------- the day loop
+
+
+@njit(cache=True)
+def _close_leg(p, i, price, day_idx, contracts, qty, cost_per_contract, pos_cash, leg_open,
+               leg_exit_price, leg_exit_day, mult):
+    cash = contracts * (qty * price * mult - cost_per_contract)
+    pos_cash[p] += cash
+    leg_open[p, i] = False
+    leg_exit_price[p, i] = price
+    leg_exit_day[p, i] = day_idx
+    return cash
+
+
+@njit(cache=True)
+def run_one(g, prm, cst, mask, d0, d1, days, close, day_group_start, group_expiration,
+            group_root, group_european, group_row_start, group_put_start, strike, bid, ask, delta,
+            record_legs, equity_out, pnl_out, open_out, tr_entry, tr_exit, tr_contracts, tr_reason,
+            tr_pnl, tr_premium, tr_risk, tr_gaps, tr_nlegs, lg_strike, lg_exp, lg_call, lg_qty,
+            lg_entry, lg_exit, lg_exit_day, n_trades_out, gaps_out):
+    st = int(prm[P_TYPE])
+    cap = int(prm[P_MAX_POSITIONS])
+    mult = cst[C_MULTIPLIER]
+    commission = cst[C_COMMISSION]
+    pt, sl, breach = prm[P_PROFIT_TARGET], prm[P_STOP_LOSS], prm[P_DELTA_BREACH]
+    dte_exit, max_hold = int(prm[P_DTE_EXIT]), int(prm[P_MAX_HOLD])
+
+    active = np.zeros(cap, dtype=np.bool_)
+    closing = np.zeros(cap, dtype=np.bool_)
+    pos_entry = np.zeros(cap, dtype=np.int64)
+    pos_contracts = np.zeros(cap, dtype=np.int64)
+    pos_nlegs = np.zeros(cap, dtype=np.int64)
+    pos_cash = np.zeros(cap)
+    pos_premium = np.zeros(cap)
+    pos_risk = np.zeros(cap)
+    pos_trade = np.zeros(cap, dtype=np.int64)
+    pos_gaps = np.zeros(cap, dtype=np.int64)
+    pos_reason = np.zeros(cap, dtype=np.int64)
+    leg_exp = np.zeros((cap, MAX_LEGS), dtype=np.int64)
+    leg_root = np.zeros((cap, MAX_LEGS), dtype=np.int64)
+    leg_call = np.zeros((cap, MAX_LEGS), dtype=np.bool_)
+    leg_eur = np.zeros((cap, MAX_LEGS), dtype=np.bool_)
+    leg_k = np.zeros((cap, MAX_LEGS), dtype=np.float32)
+    leg_qty = np.zeros((cap, MAX_LEGS), dtype=np.int64)
+    leg_fill = np.zeros((cap, MAX_LEGS))
+    leg_mark = np.zeros((cap, MAX_LEGS))
+    leg_delta = np.zeros((cap, MAX_LEGS))
+    leg_open = np.zeros((cap, MAX_LEGS), dtype=np.bool_)
+    leg_row_today = np.zeros((cap, MAX_LEGS), dtype=np.int64)
+    leg_exit_price = np.zeros((cap, MAX_LEGS))
+    leg_exit_day = np.zeros((cap, MAX_LEGS), dtype=np.int64)
+    new_rows = np.zeros(MAX_LEGS, dtype=np.int64)
+    new_qty = np.zeros(MAX_LEGS, dtype=np.int64)
+    new_k = np.zeros(MAX_LEGS, dtype=np.float32)
+    new_call = np.zeros(MAX_LEGS, dtype=np.bool_)
+    new_fill = np.zeros(MAX_LEGS)
+    new_group = np.zeros(MAX_LEGS, dtype=np.int64)
+
+    cash = cst[C_INITIAL_EQUITY]
+    prev_equity = cash
+    n_trades = 0
+    n_open = 0
+    gaps = 0
+    for d in range(d0, d1):
+        t = d - d0
+        today = days[d]
+        # ---- 1. mark open legs at mid (a missing quote keeps the last mark)
+        for p in range(cap):
+            if not active[p]:
+                continue
+            for i in range(pos_nlegs[p]):
+                leg_row_today[p, i] = -1
+                if not leg_open[p, i]:
+                    continue
+                leg_delta[p, i] = np.nan
+                gg = find_group(day_group_start, group_expiration, group_root, d, leg_exp[p, i], leg_root[p, i])
+                r = -1
+                if gg >= 0:
+                    lo, hi = segment(group_row_start, group_put_start, gg, leg_call[p, i])
+                    r = find_strike(strike, lo, hi, leg_k[p, i])
+                if r >= 0:
+                    leg_row_today[p, i] = r
+                    leg_mark[p, i] = 0.5 * (np.float64(bid[r]) + np.float64(ask[r]))
+                    leg_delta[p, i] = delta[r]
+                elif leg_exp[p, i] > today:
+                    gaps += 1
+                    pos_gaps[p] += 1
+
+        # ---- 2. settlement, pending exits, exit rules
+        for p in range(cap):
+            if not active[p]:
+                continue
+            nl = pos_nlegs[p]
+            share = cst[C_SLIP1 + nl - 1]
+            # legs at or past expiration settle at intrinsic value against today's close
+            expired = False
+            for i in range(nl):
+                if leg_open[p, i] and leg_exp[p, i] <= today:
+                    k = np.float64(leg_k[p, i])
+                    intrinsic = max(close[d] - k, 0.0) if leg_call[p, i] else max(k - close[d], 0.0)
+                    fee = cst[C_ASSIGNMENT_FEE] if (intrinsic > 0.0 and not leg_eur[p, i]) else 0.0
+                    cash += _close_leg(p, i, intrinsic, t, pos_contracts[p], leg_qty[p, i], fee,
+                                       pos_cash, leg_open, leg_exit_price, leg_exit_day, mult)
+                    leg_mark[p, i] = intrinsic
+                    expired = True
+            if expired and not closing[p]:
+                closing[p] = True
+                pos_reason[p] = EXIT_EXPIRATION
+            if not closing[p] and t > pos_entry[p]:
+                pnl_unit = 0.0
+                front = leg_exp[p, 0]
+                breached = False
+                for i in range(nl):
+                    pnl_unit += leg_qty[p, i] * (leg_mark[p, i] - leg_fill[p, i])
+                    front = min(front, leg_exp[p, i])
+                    if leg_qty[p, i] < 0 and leg_delta[p, i] == leg_delta[p, i] and abs(leg_delta[p, i]) >= breach:
+                        breached = True
+                basis = abs(pos_premium[p])
+                reason = 0
+                if pnl_unit >= pt * basis:
+                    reason = EXIT_PROFIT_TARGET
+                elif -pnl_unit >= sl * basis:
+                    reason = EXIT_STOP_LOSS
+                elif dte_exit >= 0 and front - today <= dte_exit:
+                    reason = EXIT_DTE
+                elif breached:
+                    reason = EXIT_DELTA_BREACH
+                elif max_hold >= 0 and today - days[pos_entry[p] + d0] >= max_hold:
+                    reason = EXIT_MAX_HOLD
+                if reason > 0:
+                    closing[p] = True
+                    pos_reason[p] = reason
+            if closing[p]:
+                # close every open leg that has a quote today; the others at their next quote
+                still_open = False
+                for i in range(nl):
+                    if not leg_open[p, i]:
+                        continue
+                    r = leg_row_today[p, i]
+                    if r < 0:
+                        still_open = True
+                        continue
+                    price = fill_price(bid[r], ask[r], -leg_qty[p, i], share)
+                    cash += _close_leg(p, i, price, t, pos_contracts[p], leg_qty[p, i], commission,
+                                       pos_cash, leg_open, leg_exit_price, leg_exit_day, mult)
+                if not still_open:
+                    k = pos_trade[p]
+                    tr_exit[g, k] = t
+                    tr_reason[g, k] = pos_reason[p]
+                    tr_pnl[g, k] = pos_cash[p]
+                    tr_gaps[g, k] = pos_gaps[p]
+                    if record_legs:
+                        for i in range(nl):
+                            lg_exit[g, k, i] = leg_exit_price[p, i]
+                            lg_exit_day[g, k, i] = leg_exit_day[p, i]
+                    active[p] = False
+                    n_open -= 1
+
+        # ---- 3. equity after marks and exits
+        open_value = 0.0
+        open_risk = 0.0
+        for p in range(cap):
+            if active[p]:
+                open_risk += pos_risk[p]
+                for i in range(pos_nlegs[p]):
+                    if leg_open[p, i]:
+                        open_value += pos_contracts[p] * leg_qty[p, i] * leg_mark[p, i] * mult
+        equity = cash + open_value
+
+        # ---- 4. one entry
+        if n_open < cap and mask[t]:
+            nl = build_legs(prm, d, days, day_group_start, group_expiration, group_row_start,
+                            group_put_start, strike, delta, new_rows, new_qty)
+            if nl > 0:
+                share = cst[C_SLIP1 + nl - 1]
+                entry_cash = 0.0
+                for i in range(nl):
+                    r = new_rows[i]
+                    new_group[i] = _group_of_row(group_row_start, day_group_start, d, r)
+                    new_fill[i] = fill_price(bid[r], ask[r], new_qty[i], share)
+                    new_k[i] = strike[r]
+                    new_call[i] = r < group_put_start[new_group[i]]
+                    entry_cash -= new_qty[i] * new_fill[i]
+                unit = risk_per_unit(st, nl, new_k, new_call, new_qty, new_fill, entry_cash, close[d],
+                                     group_european[new_group[0]], cst)
+                risk_dollars = unit * mult + 2.0 * nl * commission
+                if entry_cash != 0.0 and unit > 0.0 and equity > 0.0:
+                    contracts = math.floor(equity * prm[P_RISK_PCT] / risk_dollars)
+                    room = math.floor((equity * prm[P_MAX_TOTAL_RISK] - open_risk) / risk_dollars)
+                    contracts = min(contracts, room)
+                    if contracts >= 1:
+                        p = 0
+                        while active[p]:
+                            p += 1
+                        active[p] = True
+                        closing[p] = False
+                        n_open += 1
+                        k = n_trades
+                        n_trades += 1
+                        pos_trade[p] = k
+                        pos_entry[p] = t
+                        pos_contracts[p] = contracts
+                        pos_nlegs[p] = nl
+                        pos_premium[p] = entry_cash
+                        pos_risk[p] = contracts * risk_dollars
+                        pos_gaps[p] = 0
+                        pos_cash[p] = contracts * (entry_cash * mult - nl * commission)
+                        cash += pos_cash[p]
+                        for i in range(nl):
+                            r = new_rows[i]
+                            gi = new_group[i]
+                            leg_exp[p, i] = group_expiration[gi]
+                            leg_root[p, i] = group_root[gi]
+                            leg_eur[p, i] = group_european[gi]
+                            leg_call[p, i] = new_call[i]
+                            leg_k[p, i] = new_k[i]
+                            leg_qty[p, i] = new_qty[i]
+                            leg_fill[p, i] = new_fill[i]
+                            leg_mark[p, i] = 0.5 * (np.float64(bid[r]) + np.float64(ask[r]))
+                            leg_open[p, i] = True
+                            open_value += contracts * new_qty[i] * leg_mark[p, i] * mult
+                        equity = cash + open_value
+                        tr_entry[g, k] = t
+                        tr_exit[g, k] = -1
+                        tr_contracts[g, k] = contracts
+                        tr_premium[g, k] = entry_cash
+                        tr_risk[g, k] = contracts * risk_dollars
+                        tr_nlegs[g, k] = nl
+                        if record_legs:
+                            for i in range(nl):
+                                lg_strike[g, k, i] = new_k[i]
+                                lg_exp[g, k, i] = leg_exp[p, i]
+                                lg_call[g, k, i] = new_call[i]
+                                lg_qty[g, k, i] = new_qty[i]
+                                lg_entry[g, k, i] = new_fill[i]
+
+        equity_out[g, t] = equity
+        pnl_out[g, t] = equity - prev_equity
+        open_out[g, t] = n_open
+        prev_equity = equity
+
+    # positions still open at the end: marked P&L, reason "open_at_end"
+    last = d1 - d0 - 1
+    for p in range(cap):
+        if active[p]:
+            k = pos_trade[p]
+            value = 0.0
+            for i in range(pos_nlegs[p]):
+                if leg_open[p, i]:
+                    value += pos_contracts[p] * leg_qty[p, i] * leg_mark[p, i] * mult
+                    leg_exit_price[p, i] = leg_mark[p, i]
+                    leg_exit_day[p, i] = last
+            tr_exit[g, k] = last
+            tr_reason[g, k] = EXIT_OPEN_AT_END
+            tr_pnl[g, k] = pos_cash[p] + value
+            tr_gaps[g, k] = pos_gaps[p]
+            if record_legs:
+                for i in range(pos_nlegs[p]):
+                    lg_exit[g, k, i] = leg_exit_price[p, i]
+                    lg_exit_day[g, k, i] = leg_exit_day[p, i]
+    n_trades_out[g] = n_trades
+    gaps_out[g] = gaps
+
+
+@njit(cache=True)
+def _group_of_row(group_row_start, day_group_start, d, r):
+    """The group (of day d) containing row r."""
+    lo, hi = day_group_start[d], day_group_start[d + 1]
+    while hi - lo > 1:
+        m = (lo + hi) // 2
+        if group_row_start[m] <= r:
+            lo = m
+        else:
+            hi = m
+    return lo
+
+
+@njit(cache=True, parallel=True)
+def run_genomes(params, cst, masks, d0, d1, days, close, day_group_start, group_expiration,
+                group_root, group_european, group_row_start, group_put_start, strike, bid, ask,
+                delta, record_legs):
+    """Backtest every genome (row of ``params``) over days [d0, d1) in one call.
+
+    ``masks[g, t]``: entry filter of genome g on window day t. Trade buffers hold one entry per
+    day at most, so ``d1 - d0`` trades per genome always fit."""
+    n_g = params.shape[0]
+    n_t = d1 - d0
+    cap_legs = n_t if record_legs else 0
+    equity = np.empty((n_g, n_t))
+    pnl = np.empty((n_g, n_t))
+    n_open = np.empty((n_g, n_t), dtype=np.int16)
+    tr_entry = np.full((n_g, n_t), -1, dtype=np.int32)
+    tr_exit = np.full((n_g, n_t), -1, dtype=np.int32)
+    tr_contracts = np.zeros((n_g, n_t), dtype=np.int64)
+    tr_reason = np.zeros((n_g, n_t), dtype=np.int8)
+    tr_pnl = np.zeros((n_g, n_t))
+    tr_premium = np.zeros((n_g, n_t))
+    tr_risk = np.zeros((n_g, n_t))
+    tr_gaps = np.zeros((n_g, n_t), dtype=np.int32)
+    tr_nlegs = np.zeros((n_g, n_t), dtype=np.int8)
+    lg_strike = np.zeros((n_g, cap_legs, MAX_LEGS), dtype=np.float32)
+    lg_exp = np.zeros((n_g, cap_legs, MAX_LEGS), dtype=np.int32)
+    lg_call = np.zeros((n_g, cap_legs, MAX_LEGS), dtype=np.bool_)
+    lg_qty = np.zeros((n_g, cap_legs, MAX_LEGS), dtype=np.int8)
+    lg_entry = np.zeros((n_g, cap_legs, MAX_LEGS))
+    lg_exit = np.zeros((n_g, cap_legs, MAX_LEGS))
+    lg_exit_day = np.zeros((n_g, cap_legs, MAX_LEGS), dtype=np.int32)
+    n_trades = np.zeros(n_g, dtype=np.int64)
+    gaps = np.zeros(n_g, dtype=np.int64)
+    for g in prange(n_g):
+        run_one(g, params[g], cst, masks[g], d0, d1, days, close, day_group_start,
+                group_expiration, group_root, group_european, group_row_start, group_put_start,
+                strike, bid, ask, delta, record_legs, equity, pnl, n_open, tr_entry, tr_exit,
+                tr_contracts, tr_reason, tr_pnl, tr_premium, tr_risk, tr_gaps, tr_nlegs,
+                lg_strike, lg_exp, lg_call, lg_qty, lg_entry, lg_exit, lg_exit_day, n_trades, gaps)
+    return (equity, pnl, n_open, n_trades, gaps, tr_entry, tr_exit, tr_contracts, tr_reason,
+            tr_pnl, tr_premium, tr_risk, tr_gaps, tr_nlegs, lg_strike, lg_exp, lg_call, lg_qty,
+            lg_entry, lg_exit, lg_exit_day)

@@ -1,0 +1,169 @@
+"""A compact, read-only chain index of one underlying for the backtest kernels.
+
+Rows are sorted by (quote_date, expiration, root, right with calls first, strike) and stored as
+four float32 columns (strike, bid, ask, delta: 16 bytes a row); offset tables locate each day's
+expiration groups and each group's call and put rows. Everything is a plain numpy array, so the
+index pickles into Ray's object store and the kernels read it without copying (they never write
+to it).
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from backtest.errors import UserError
+from backtest.store import ChainArrays, Dataset, date_to_days, to_date
+
+_EPOCH = np.datetime64("1970-01-01", "D")
+
+
+@dataclass(frozen=True)
+class ChainIndex:
+    underlying: str
+    days: np.ndarray  # int32 [n_days], days since 1970-01-01, ascending
+    close: np.ndarray  # float64 [n_days], underlying close (settlement and margin reference)
+    day_group_start: np.ndarray  # int64 [n_days + 1], groups of day d: [start[d], start[d+1])
+    group_expiration: np.ndarray  # int32 [n_groups], ascending within a day
+    group_root: np.ndarray  # int16 [n_groups], code into `roots`
+    group_european: np.ndarray  # bool [n_groups]
+    group_row_start: np.ndarray  # int64 [n_groups + 1], calls then puts
+    group_put_start: np.ndarray  # int64 [n_groups], first put row of the group
+    strike: np.ndarray  # float32 [n_rows], ascending within (group, right)
+    bid: np.ndarray  # float32 [n_rows]
+    ask: np.ndarray  # float32 [n_rows]
+    delta: np.ndarray  # float32 [n_rows], NaN when unknown (never selected by delta)
+    roots: tuple[str, ...] = ()
+    dropped_rows: int = 0  # rows unusable for trading (bad quote, duplicate key, expired)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_dataset(
+        cls,
+        data: str | Dataset,
+        underlying: str,
+        start: str | dt.date | None = None,
+        end: str | dt.date | None = None,
+    ) -> "ChainIndex":
+        """Index one underlying's chains in [start, end]; closes come from the dataset's
+        underlying bars where it has them, else from the chains' underlying_price."""
+        dataset = data if isinstance(data, Dataset) else Dataset(data)
+        arrays = dataset.chain_arrays(underlying, start, end)
+        if not len(arrays):
+            span = f" between {start or 'the start'} and {end or 'the end'}"
+            raise UserError(f"{dataset.uri}: no {underlying} option chains{span}")
+        try:
+            bars = dataset.read_underlying(underlying).to_pandas()
+            closes = pd.Series(bars["close"].to_numpy(), index=pd.to_datetime(bars["date"]))
+        except UserError:
+            closes = None
+        return cls.from_arrays(arrays, closes, underlying=underlying)
+
+    @classmethod
+    def from_arrays(
+        cls, arrays: ChainArrays, closes: pd.Series | None = None, underlying: str = ""
+    ) -> "ChainIndex":
+        """Build from store columns. ``closes``: underlying close by date (any date-like index);
+        days it lacks fall back to the day's first chain ``underlying_price``."""
+        a = arrays
+        if not len(a):
+            raise UserError(f"no option chain rows for {underlying or 'the underlying'}")
+        usable = (
+            np.isfinite(a.bid) & np.isfinite(a.ask) & (a.bid >= 0) & (a.bid <= a.ask)
+            & np.isfinite(a.strike) & (a.strike > 0) & (a.expiration >= a.quote_date)
+        )
+        order = np.lexsort((a.strike, ~a.is_call, a.root, a.expiration, a.quote_date))
+        order = order[usable[order]]
+        qd, ex, rt = a.quote_date[order], a.expiration[order], a.root[order]
+        call, strike = a.is_call[order], a.strike[order].astype(np.float32)
+        # duplicate contract keys: keep the first row
+        same = np.zeros(len(order), dtype=bool)
+        same[1:] = (qd[1:] == qd[:-1]) & (ex[1:] == ex[:-1]) & (rt[1:] == rt[:-1]) & (
+            call[1:] == call[:-1]) & (strike[1:] == strike[:-1])
+        keep = ~same
+        order, qd, ex, rt, call, strike = (x[keep] for x in (order, qd, ex, rt, call, strike))
+        n = len(order)
+        if not n:
+            raise UserError(f"no usable option chain rows for {underlying or 'the underlying'}")
+
+        new_day = np.ones(n, dtype=bool)
+        new_day[1:] = qd[1:] != qd[:-1]
+        new_group = new_day.copy()
+        new_group[1:] |= (ex[1:] != ex[:-1]) | (rt[1:] != rt[:-1])
+        day_rows = np.flatnonzero(new_day)
+        group_rows = np.flatnonzero(new_group)
+        days = qd[day_rows].astype(np.int32)
+        group_row_start = np.append(group_rows, n).astype(np.int64)
+        day_group_start = np.append(np.searchsorted(group_rows, day_rows), len(group_rows)).astype(np.int64)
+        # calls come first in a group: the first put is after the group's call count
+        group_id = np.cumsum(new_group) - 1
+        calls_per_group = np.bincount(group_id, weights=call, minlength=len(group_rows)).astype(np.int64)
+        group_put_start = group_row_start[:-1] + calls_per_group
+
+        spot = a.underlying_price[order][day_rows].astype(np.float64)
+        if closes is not None and len(closes):
+            by_day = pd.Series(
+                np.asarray(closes, dtype=np.float64),
+                index=(pd.to_datetime(closes.index).values.astype("datetime64[D]") - _EPOCH).astype(np.int64),
+            )
+            by_day = by_day[~by_day.index.duplicated()]
+            known = by_day.reindex(days.astype(np.int64)).to_numpy()
+            spot = np.where(np.isfinite(known), known, spot)
+        return cls(
+            underlying=underlying,
+            days=days,
+            close=spot,
+            day_group_start=day_group_start,
+            group_expiration=ex[group_rows].astype(np.int32),
+            group_root=rt[group_rows].astype(np.int16),
+            group_european=a.european[order][group_rows].astype(bool),
+            group_row_start=group_row_start,
+            group_put_start=group_put_start,
+            strike=strike,
+            bid=a.bid[order].astype(np.float32),
+            ask=a.ask[order].astype(np.float32),
+            delta=a.delta[order].astype(np.float32),
+            roots=tuple(a.roots),
+            dropped_rows=int(len(a) - n),
+        )
+
+    # ------------------------------------------------------------------ access
+    @property
+    def n_rows(self) -> int:
+        return len(self.strike)
+
+    @property
+    def n_days(self) -> int:
+        return len(self.days)
+
+    @property
+    def dates(self) -> np.ndarray:
+        """Trading days as numpy datetime64[D]."""
+        return _EPOCH + self.days.astype("timedelta64[D]")
+
+    @property
+    def nbytes(self) -> int:
+        return sum(getattr(self, f.name).nbytes for f in fields(self) if isinstance(getattr(self, f.name), np.ndarray))
+
+    def day_range(self, start: Any = None, end: Any = None) -> tuple[int, int]:
+        """Half-open range [i0, i1) of day positions with start <= day <= end."""
+        start, end = to_date(start, "start"), to_date(end, "end")
+        i0 = 0 if start is None else int(np.searchsorted(self.days, date_to_days(start), "left"))
+        i1 = self.n_days if end is None else int(np.searchsorted(self.days, date_to_days(end), "right"))
+        if i1 <= i0:
+            raise UserError(
+                f"no {self.underlying or 'option'} chains between {start or 'the start'} and "
+                f"{end or 'the end'} (index covers {self.dates[0]} to {self.dates[-1]})"
+            )
+        return i0, i1
+
+    def set_read_only(self) -> "ChainIndex":
+        """Mark every array non-writeable (as they are when read from Ray's object store)."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, np.ndarray):
+                value.setflags(write=False)
+        return self

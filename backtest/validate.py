@@ -1,0 +1,804 @@
+"""Validation of option-chain rows and whole datasets (DESIGN §3.4).
+
+Every row ends up either good or quarantined with exactly one reason, the first that applies in
+the order of ``REASONS``. The checks and why each is defined the way it is:
+
+- ``non_finite``: NaN or infinity in strike, bid, ask or underlying_price (the required numbers).
+- ``invalid_value``: right not 'C'/'P' or style not 'A'/'E'.
+- ``negative_price``: bid, ask or last below zero, or strike / underlying_price not positive.
+  A zero bid is allowed (far out-of-the-money options often have none).
+- ``crossed_quote``: bid > ask.
+- ``expired``: expiration before quote_date (expiring on the quote date is fine).
+- ``non_trading_day``: quote_date is not an XNYS session; vendors publish copies of the previous
+  snapshot on holidays (the SPX 2019 sample has 2019-05-27 and 2019-07-04).
+- ``duplicate_key``: a second row for (underlying, quote_date, root, expiration, right, strike);
+  the first in input order is kept.
+- ``off_grid_strike``: a strike not on the listing grid of its trading class that day; see
+  ``strike_grid_mask`` for the (deliberately conservative) definition.
+- ``stale_underlying``: the day's underlying_price equals the previous quote day's exactly while
+  the spot implied by put-call parity moved by more than ``STALE_SPOT_MOVE``; all rows of that
+  underlying and day are quarantined, since every moneyness and greek computed from them is wrong.
+- ``underlying_mismatch``: with daily bars given, underlying_price outside the day's [low, high]
+  (close where those are missing) widened by ``BAR_TOLERANCE``; all rows of that day.
+- ``vertical_arbitrage`` / ``butterfly_arbitrage`` / ``calendar_arbitrage``: the row is a leg
+  of a vertical spread (any two strikes), an adjacent-strike butterfly, or (American options
+  only) a same-strike calendar that trades for a riskless profit at bid/ask (buying at the ask,
+  selling at the bid). All legs go, since the data cannot say which quote is wrong.
+
+Static arbitrage at *mid* prices (verticals, butterflies, and calendars in total variance
+w = iv^2 T) is counted and reported, not quarantined: real quotes with wide spreads break it by
+less than the spread, and such a quote cannot be exploited by a backtest that fills at bid/ask.
+European calendars are only counted: a fixed-strike calendar is not an arbitrage for European
+options with dividends, and the implied volatilities at bid and ask are not known here.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from backtest.calendar import trading_days
+from backtest.errors import UserError
+from backtest.schema import CHAIN_SCHEMA, QUARANTINE_SCHEMA, conform
+from backtest.store import DATASET_JSON, Dataset, StoreError, date_to_days, days_to_date, sort_chains
+from backtest.validate_nb import (
+    calendar_scan,
+    parity_spots,
+    quote_ticks,
+    strike_grid,
+    strike_scan,
+    tradable_calendars,
+)
+
+REASONS: tuple[str, ...] = (
+    "non_finite",
+    "invalid_value",
+    "negative_price",
+    "crossed_quote",
+    "expired",
+    "non_trading_day",
+    "duplicate_key",
+    "off_grid_strike",
+    "stale_underlying",
+    "underlying_mismatch",
+    "vertical_arbitrage",
+    "butterfly_arbitrage",
+    "calendar_arbitrage",
+)
+
+REASON_DESCRIPTIONS: dict[str, str] = {
+    "non_finite": "NaN or infinity in strike, bid, ask or underlying_price",
+    "invalid_value": "right not C/P or style not A/E",
+    "negative_price": "bid, ask or last < 0, or strike / underlying_price <= 0",
+    "crossed_quote": "bid > ask",
+    "expired": "expiration before quote_date",
+    "non_trading_day": "quote_date is not an exchange (XNYS) trading day",
+    "duplicate_key": "repeats (underlying, quote_date, root, expiration, right, strike); first kept",
+    "off_grid_strike": "strike off its trading class's strike grid that day",
+    "stale_underlying": "underlying_price unchanged from the previous quote day while the chain moved",
+    "underlying_mismatch": "underlying_price outside the day's bar range",
+    "vertical_arbitrage": "leg of a vertical spread that is a riskless profit at bid/ask",
+    "butterfly_arbitrage": "leg of a butterfly that is a riskless profit at bid/ask",
+    "calendar_arbitrage": "American option bid above the ask of a later expiration at the same strike",
+}
+
+MID_CHECKS: tuple[str, ...] = ("vertical", "butterfly", "calendar")
+
+# A stale price is only called stale when the chain shows the market moved by more than this
+# (parity spots are good to about a basis point; an index closing unchanged to the cent happens).
+STALE_SPOT_MOVE = 0.002
+# Option snapshots (15:45, 16:15) and the 16:00 bar differ in time: allow this much outside the bar.
+BAR_TOLERANCE = 0.01
+# Slack added to the quote tick in mid-price checks: above float noise (and all of the slack
+# for quotes that are on no tick grid, such as unrounded synthetic ones).
+MID_TOLERANCE = 1e-6
+# Quote ticks recognised (SPX $0.05/$0.10, equities $0.01 and $0.05): a mid-price violation
+# must exceed one tick, the most that rounding bid and ask to the tick can produce.
+_TICKS = (0.10, 0.05, 0.01, 0.005)
+_TICK_SHARE = 0.99
+# Vendor IVs carry about 4 decimals; total variances closer than this (relative) are not compared.
+CALENDAR_REL_TOLERANCE = 1e-3
+# IVs outside this range are vendor placeholders (deep ITM IVs of 36.0 in the SPX sample).
+MAX_PLAUSIBLE_IV = 5.0
+
+# Candidate strike increments in thousandths of a dollar, largest first (see strike_grid_mask).
+_STRIKE_STEPS_MILLI = np.array(
+    [100_000, 50_000, 25_000, 10_000, 5_000, 2_500, 1_000, 500, 250, 100, 50, 10, 5, 1], dtype=np.int64
+)
+_MIN_GRID_STRIKES = 20
+_GRID_OUTLIER_SHARE = 0.01
+
+
+@dataclass(frozen=True)
+class DayPrice:
+    """An underlying's last validated quote day: what the stale check of the next day compares to."""
+
+    quote_date: dt.date
+    underlying_price: float
+    parity_spot: float
+
+
+@dataclass(frozen=True)
+class StaticArbitrage:
+    """Static-arbitrage flags per input row (input order). ``mid[check]``: the row is in a
+    violation at mid prices; ``tradable[check]``: in one that trades at bid/ask (vertical,
+    butterfly). ``checked`` marks the rows that took part (valid quotes with ask > 0)."""
+
+    checked: np.ndarray
+    mid: dict[str, np.ndarray]
+    tradable: dict[str, np.ndarray]
+
+    @property
+    def mid_any(self) -> np.ndarray:
+        return np.logical_or.reduce([self.mid[c] for c in MID_CHECKS])
+
+    def counts(self) -> dict[str, int]:
+        out = {"rows_checked": int(self.checked.sum())}
+        out.update({f"mid_{c}": int(m.sum()) for c, m in self.mid.items()})
+        out["mid_any"] = int(self.mid_any.sum())
+        out.update({f"tradable_{c}": int(m.sum()) for c, m in self.tradable.items()})
+        return out
+
+
+@dataclass(frozen=True)
+class RowValidation:
+    """The outcome of ``validate_rows``: good rows (CHAIN_SCHEMA, input order), quarantined rows
+    (QUARANTINE_SCHEMA, with reason and source), counts per reason (every reason, zeros
+    included), counts of rows in static-arbitrage violations at mid prices (reported only) and
+    each underlying's last good quote day (pass it as ``previous_days`` to the next call)."""
+
+    good: pa.Table
+    quarantined: pa.Table
+    counts: dict[str, int]
+    mid_violations: dict[str, int] = field(default_factory=dict)
+    last_days: dict[str, DayPrice] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> int:
+        return self.good.num_rows + self.quarantined.num_rows
+
+
+# --------------------------------------------------------------------------- preparation
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """Input rows as numpy columns, in the sort order (underlying, quote_date, root, right,
+    expiration, strike, input position); ``order[i]`` is the input position of sorted row i."""
+
+    order: np.ndarray
+    underlying: np.ndarray
+    underlyings: tuple[str, ...]
+    quote_date: np.ndarray
+    root: np.ndarray
+    right: np.ndarray  # 1 call, 0 put, -1 invalid
+    style_ok: np.ndarray
+    american: np.ndarray
+    expiration: np.ndarray
+    strike: np.ndarray
+    bid: np.ndarray
+    ask: np.ndarray
+    last: np.ndarray
+    iv: np.ndarray
+    underlying_price: np.ndarray
+
+    def starts(self, *keys: str) -> np.ndarray:
+        """Offsets of the blocks of equal ``keys`` (a prefix of the sort order), with the end."""
+        n = len(self.order)
+        change = np.zeros(n, bool)
+        if n:
+            change[0] = True
+        for k in keys:
+            col = getattr(self, k)
+            change[1:] |= col[1:] != col[:-1]
+        return np.append(np.flatnonzero(change), n)
+
+
+def _codes(col: pa.ChunkedArray) -> tuple[np.ndarray, tuple[str, ...]]:
+    enc = pc.dictionary_encode(col.cast(pa.string()).combine_chunks())
+    return enc.indices.to_numpy(zero_copy_only=False).astype(np.int32), tuple(enc.dictionary.to_pylist())
+
+
+def _floats(col: pa.ChunkedArray) -> np.ndarray:
+    return col.fill_null(np.nan).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+
+
+def _prepare(table: pa.Table) -> _Rows:
+    underlying, underlyings = _codes(table["underlying"])
+    root, _ = _codes(table["root"])
+    right_str = table["right"].cast(pa.string())
+    right = np.where(
+        pc.equal(right_str, "C").to_numpy(zero_copy_only=False),
+        1,
+        np.where(pc.equal(right_str, "P").to_numpy(zero_copy_only=False), 0, -1),
+    ).astype(np.int8)
+    style = table["style"].cast(pa.string())
+    style_ok = pc.is_in(style, pa.array(["A", "E"])).to_numpy(zero_copy_only=False)
+    american = pc.equal(style, "A").to_numpy(zero_copy_only=False)
+    quote_date = table["quote_date"].cast(pa.int32()).to_numpy(zero_copy_only=False)
+    expiration = table["expiration"].cast(pa.int32()).to_numpy(zero_copy_only=False)
+    strike = _floats(table["strike"])
+    # Arrow's sort is stable (ties keep their input order, which "keep the first duplicate"
+    # relies on); two composite integer keys sort faster than five separate ones
+    day_class = (underlying.astype(np.int64) << 48) | ((quote_date.astype(np.int64) + (1 << 31)) << 16) | root
+    side_expiry = (right.astype(np.int64) + 1 << 33) | (expiration.astype(np.int64) + (1 << 31))
+    keys = pa.table({"day_class": day_class, "side_expiry": side_expiry, "strike": strike})
+    order = pc.sort_indices(keys, sort_keys=[(k, "ascending") for k in keys.column_names]).to_numpy()
+    return _Rows(
+        order=order,
+        underlying=underlying[order],
+        underlyings=underlyings,
+        quote_date=quote_date[order],
+        root=root[order],
+        right=right[order],
+        style_ok=style_ok[order],
+        american=american[order],
+        expiration=expiration[order],
+        strike=strike[order],
+        bid=_floats(table["bid"])[order],
+        ask=_floats(table["ask"])[order],
+        last=_floats(table["last"])[order],
+        iv=_floats(table["iv"])[order],
+        underlying_price=_floats(table["underlying_price"])[order],
+    )
+
+
+# --------------------------------------------------------------------------- row checks
+
+
+def _reason_code(name: str) -> int:
+    return REASONS.index(name) + 1
+
+
+def _assign(reasons: np.ndarray, condition: np.ndarray, name: str) -> None:
+    """Give ``name`` to rows that meet ``condition`` and have no earlier reason."""
+    reasons[(reasons == 0) & condition] = _reason_code(name)
+
+
+def _non_trading_days(quote_date: np.ndarray) -> np.ndarray:
+    if not len(quote_date):
+        return np.zeros(0, bool)
+    sessions = trading_days(days_to_date(quote_date.min()), days_to_date(quote_date.max()))
+    return ~np.isin(quote_date, [date_to_days(d) for d in sessions])
+
+
+def _duplicates(rows: _Rows, ok: np.ndarray) -> np.ndarray:
+    """Rows (among ``ok`` ones) repeating the key of an earlier ok row; sorted order puts equal
+    keys next to each other in input order, so the first of a run is kept."""
+    idx = np.flatnonzero(ok)
+    same = np.ones(len(idx) - 1 if len(idx) else 0, bool)
+    for k in ("underlying", "quote_date", "root", "right", "expiration", "strike"):
+        col = getattr(rows, k)[idx]
+        same &= col[1:] == col[:-1]
+    out = np.zeros(len(ok), bool)
+    out[idx[1:][same]] = True
+    return out
+
+
+def strike_grid_mask(rows: _Rows, ok: np.ndarray) -> np.ndarray:
+    """Rows whose strike is off the grid of its (underlying, quote_date, root).
+
+    Definition (conservative on purpose):
+    1. a strike must be a whole number of thousandths of a dollar (catches unit and parse errors);
+    2. per trading class and day (all expirations together, since a class lists one grid family:
+       SPX 5/25/100-point, SPY $0.5/$1), take the distinct strikes; the grid step is the largest
+       standard increment (from $100 down to $0.001) on which all but at most
+       max(1, 1%) of them fall at a common offset (offset, so that grids like 22.5, 27.5, ...
+       and the odd strikes of adjusted classes count as regular); strikes off that lattice are
+       off the grid. Classes with fewer than 20 distinct strikes that day get only check 1.
+    Irregular real grids (5-point near the money, 25 or 100 further out; $0.5 only near the money)
+    are all multiples of the finer step, so they are never flagged.
+    """
+    with np.errstate(invalid="ignore"):
+        scaled = rows.strike * 1000.0
+        milli = np.rint(scaled)
+        off_lattice = ok & (np.abs(scaled - milli) > 1e-6 * np.maximum(1.0, np.abs(scaled)))
+    on_lattice = ok & ~off_lattice
+    off_grid = strike_grid(
+        rows.starts("underlying", "quote_date", "root"), np.where(on_lattice, milli, 0).astype(np.int64),
+        on_lattice, _STRIKE_STEPS_MILLI, _MIN_GRID_STRIKES, _GRID_OUTLIER_SHARE,
+    )
+    return off_lattice | off_grid
+
+
+def _row_checks(rows: _Rows) -> np.ndarray:
+    """Reason codes (0 = good) of the checks that need no other day: everything up to
+    ``off_grid_strike``."""
+    n = len(rows.order)
+    reasons = np.zeros(n, np.int8)
+    with np.errstate(invalid="ignore"):
+        finite = (
+            np.isfinite(rows.strike) & np.isfinite(rows.bid) & np.isfinite(rows.ask)
+            & np.isfinite(rows.underlying_price)
+        )
+        _assign(reasons, ~finite, "non_finite")
+        _assign(reasons, (rows.right < 0) | ~rows.style_ok, "invalid_value")
+        negative = (
+            (rows.bid < 0) | (rows.ask < 0) | (rows.last < 0) | (rows.strike <= 0)
+            | (rows.underlying_price <= 0)
+        )
+        _assign(reasons, negative, "negative_price")
+        _assign(reasons, rows.bid > rows.ask, "crossed_quote")
+    _assign(reasons, rows.expiration < rows.quote_date, "expired")
+    _assign(reasons, _non_trading_days(rows.quote_date), "non_trading_day")
+    _assign(reasons, _duplicates(rows, reasons == 0), "duplicate_key")
+    _assign(reasons, strike_grid_mask(rows, reasons == 0), "off_grid_strike")
+    return reasons
+
+
+# --------------------------------------------------------------------------- day checks
+
+
+def _day_checks(
+    rows: _Rows,
+    reasons: np.ndarray,
+    previous_days: Mapping[str, DayPrice],
+    bars: Mapping[str, pa.Table],
+) -> dict[str, DayPrice]:
+    """Stale-underlying and bar checks per (underlying, quote_date); updates ``reasons`` in place
+    and returns each underlying's last good day."""
+    ok = reasons == 0
+    day_starts = rows.starts("underlying", "quote_date")
+    first = day_starts[:-1]
+    n_days = len(first)
+    # the day's price: the first good row's (rows of a day share it in every known format)
+    ok_idx = np.flatnonzero(ok)
+    pos = np.searchsorted(ok_idx, first)
+    has_good = pos < len(ok_idx)
+    has_good[has_good] = ok_idx[pos[has_good]] < day_starts[1:][has_good]
+    price = np.full(n_days, np.nan)
+    price[has_good] = rows.underlying_price[ok_idx[pos[has_good]]]
+    spot = parity_spots(day_starts, rows.root, rows.right == 1, rows.expiration, rows.strike,
+                        0.5 * (rows.bid + rows.ask), ok & (rows.ask > 0))
+    underlying = rows.underlying[first]
+    date = rows.quote_date[first]
+
+    stale = np.zeros(n_days, bool)
+    mismatch = np.zeros(n_days, bool)
+    last_days = dict(previous_days)
+    for u_code, name in enumerate(rows.underlyings):
+        days = np.flatnonzero((underlying == u_code) & has_good)
+        if not len(days):
+            continue
+        prev = last_days.get(name)
+        prev_price = np.append(prev.underlying_price if prev else np.nan, price[days][:-1])
+        prev_spot = np.append(prev.parity_spot if prev else np.nan, spot[days][:-1])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            moved = np.abs(spot[days] / prev_spot - 1.0) > STALE_SPOT_MOVE
+        stale[days] = (price[days] == prev_price) & moved
+        if name in bars and bars[name].num_rows:
+            mismatch[days] = _outside_bars(date[days], price[days], bars[name])
+        last = days[-1]
+        last_days[name] = DayPrice(days_to_date(date[last]), float(price[last]), float(spot[last]))
+    day_of_row = np.repeat(np.arange(n_days), np.diff(day_starts))
+    _assign(reasons, stale[day_of_row], "stale_underlying")
+    _assign(reasons, mismatch[day_of_row], "underlying_mismatch")
+    return last_days
+
+
+def _outside_bars(dates: np.ndarray, price: np.ndarray, bars: pa.Table) -> np.ndarray:
+    bar_dates = bars["date"].cast(pa.int32()).to_numpy(zero_copy_only=False)
+    close = _floats(bars["close"])
+    low = np.fmin(_floats(bars["low"]), close)
+    high = np.fmax(_floats(bars["high"]), close)
+    pos = np.searchsorted(bar_dates, dates)
+    pos_c = np.minimum(pos, len(bar_dates) - 1)
+    has_bar = bar_dates[pos_c] == dates
+    lo = low[pos_c] * (1 - BAR_TOLERANCE)
+    hi = high[pos_c] * (1 + BAR_TOLERANCE)
+    return has_bar & ((price < lo) | (price > hi))
+
+
+# --------------------------------------------------------------------------- static arbitrage
+
+
+def _quote_ticks(rows: _Rows, eligible: np.ndarray) -> np.ndarray:
+    """Per row, the quote tick of its (underlying, quote_date): the largest of ``_TICKS`` that at
+    least 99% of the day's positive bids and asks are multiples of; 0 when none is."""
+    starts = rows.starts("underlying", "quote_date")
+    ticks = quote_ticks(starts, rows.bid, rows.ask, eligible, np.array(_TICKS), _TICK_SHARE)
+    return np.repeat(ticks, np.diff(starts))
+
+
+def _arbitrage_sorted(rows: _Rows, eligible: np.ndarray) -> StaticArbitrage:
+    """Static-arbitrage masks in sorted order over ``eligible`` rows."""
+    eligible = eligible & (rows.ask > 0)
+    mid_tol = _quote_ticks(rows, eligible) + MID_TOLERANCE
+    is_call = rows.right == 1
+    mid_v, mid_b, trade_v, trade_b = strike_scan(
+        rows.starts("underlying", "quote_date", "root", "right", "expiration"),
+        is_call, rows.strike, rows.bid, rows.ask, eligible, mid_tol,
+    )
+    t_years = (rows.expiration - rows.quote_date) / 365.0
+    otm = np.where(is_call, rows.strike >= rows.underlying_price, rows.strike <= rows.underlying_price)
+    with np.errstate(invalid="ignore"):
+        # two-sided quotes only: a zero-bid option's IV is mostly the rounding of its ask
+        usable_iv = eligible & otm & (rows.bid > 0) & (t_years > 0) & (rows.iv > 0) & (rows.iv < MAX_PLAUSIBLE_IV)
+    total_variance = np.where(usable_iv, rows.iv**2 * t_years, np.nan)
+    series_starts = rows.starts("underlying", "quote_date", "root", "right")
+    mid_c = calendar_scan(series_starts, rows.expiration, rows.strike, total_variance, CALENDAR_REL_TOLERANCE)
+    # American calendars: the rows of one strike of one chain side by side, by expiration
+    american = np.flatnonzero(eligible & rows.american)
+    chain_of = np.searchsorted(series_starts, american, side="right") - 1
+    perm = np.lexsort((rows.expiration[american], rows.strike[american], chain_of))
+    by_series, chain_sorted, strikes = american[perm], chain_of[perm], rows.strike[american][perm]
+    same_series = np.zeros(len(by_series), bool)
+    same_series[1:] = (chain_sorted[1:] == chain_sorted[:-1]) & (strikes[1:] == strikes[:-1])
+    trade_c = tradable_calendars(by_series, same_series, rows.expiration, rows.bid, rows.ask)
+    return StaticArbitrage(
+        checked=eligible,
+        mid={"vertical": mid_v, "butterfly": mid_b, "calendar": mid_c},
+        tradable={"vertical": trade_v, "butterfly": trade_b, "calendar": trade_c},
+    )
+
+
+def _to_input_order(rows: _Rows, sorted_mask: np.ndarray) -> np.ndarray:
+    out = np.empty_like(sorted_mask)
+    out[rows.order] = sorted_mask
+    return out
+
+
+def _conformed(table: pa.Table, source: str) -> pa.Table:
+    try:
+        return conform(table, CHAIN_SCHEMA)
+    except ValueError as exc:
+        raise UserError(f"{source}: {exc}") from None
+
+
+def static_arbitrage_violations(table: pa.Table) -> StaticArbitrage:
+    """Static-arbitrage flags of a chain table, per input row.
+
+    Rows that fail a row check of ``validate_rows`` (bad numbers, crossed, expired, duplicate,
+    off-grid) and rows without an ask take no part. For ``osd data stats``: the share of rows
+    with a violation at mid is ``r.mid_any.sum() / r.checked.sum()``.
+    """
+    table = _conformed(table, "static_arbitrage_violations")
+    rows = _prepare(table)
+    found = _arbitrage_sorted(rows, _row_checks(rows) == 0)
+    return StaticArbitrage(
+        checked=_to_input_order(rows, found.checked),
+        mid={k: _to_input_order(rows, v) for k, v in found.mid.items()},
+        tradable={k: _to_input_order(rows, v) for k, v in found.tradable.items()},
+    )
+
+
+# --------------------------------------------------------------------------- rows
+
+
+def validate_rows(
+    table: pa.Table,
+    *,
+    source: str,
+    previous_days: Mapping[str, DayPrice] | None = None,
+    bars: Mapping[str, pa.Table] | None = None,
+) -> RowValidation:
+    """Check chain rows; every input row ends up in ``good`` or in ``quarantined`` with a reason.
+
+    ``source`` names where the rows came from (a file) and is stored with quarantined rows.
+    ``previous_days`` (from the last call's ``last_days``) lets the stale-underlying check see
+    across calls; ``bars`` (underlying -> BAR_SCHEMA table) enables ``underlying_mismatch``.
+    Each day's rows must all be in one call (duplicates and spreads are checked within it).
+    """
+    table = _conformed(table, source)
+    reasons, found, last_days = _classify(table, previous_days or {}, bars or {})
+    good = table.filter(pa.array(reasons == 0))
+    quarantined = _quarantine_table(table, reasons, source)
+    if good.num_rows + quarantined.num_rows != table.num_rows:
+        raise AssertionError(f"{source}: row accounting broken: {good.num_rows} good + "
+                             f"{quarantined.num_rows} quarantined != {table.num_rows} rows")
+    return RowValidation(
+        good=good,
+        quarantined=quarantined,
+        counts=_reason_counts(reasons),
+        mid_violations=_mid_counts(found),
+        last_days=last_days,
+    )
+
+
+def _classify(
+    table: pa.Table, previous_days: Mapping[str, DayPrice], bars: Mapping[str, pa.Table]
+) -> tuple[np.ndarray, StaticArbitrage, dict[str, DayPrice]]:
+    """Reason codes per input row (0 = good, else 1 + index into REASONS), the static-arbitrage
+    flags (sorted order) and each underlying's last good day."""
+    rows = _prepare(table)
+    reasons = _row_checks(rows)
+    last_days = _day_checks(rows, reasons, previous_days, bars)
+    found = _arbitrage_sorted(rows, reasons == 0)
+    _assign(reasons, found.tradable["vertical"], "vertical_arbitrage")
+    _assign(reasons, found.tradable["butterfly"], "butterfly_arbitrage")
+    _assign(reasons, found.tradable["calendar"], "calendar_arbitrage")
+    return _to_input_order(rows, reasons), found, last_days
+
+
+def _quarantine_table(table: pa.Table, reasons: np.ndarray, source: str) -> pa.Table:
+    bad = reasons > 0
+    names = np.array(("",) + REASONS, dtype=object)[reasons[bad]]
+    out = table.filter(pa.array(bad))
+    out = out.append_column("reason", pa.array(names, pa.string())).append_column(
+        "source", pa.array(np.full(out.num_rows, source, dtype=object), pa.string())
+    )
+    return conform(out, QUARANTINE_SCHEMA)
+
+
+def _reason_counts(reasons: np.ndarray) -> dict[str, int]:
+    counts = np.bincount(reasons, minlength=len(REASONS) + 1)
+    return {name: int(counts[i + 1]) for i, name in enumerate(REASONS)}
+
+
+def _mid_counts(found: StaticArbitrage) -> dict[str, int]:
+    return {c: int(found.mid[c].sum()) for c in MID_CHECKS} | {"any": int(found.mid_any.sum())}
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """The outcome of ``validate_dataset``. ``usable`` is False when the engine cannot run on the
+    dataset (no dataset.json, no chain rows, a file that does not match the schema, no good row
+    left); ``messages`` then say which file, which rows and why. ``counts`` are quarantined rows
+    per reason; ``mid_violations`` rows in static-arbitrage violations at mid (reported only)."""
+
+    path: str
+    usable: bool
+    messages: tuple[str, ...] = ()
+    files: int = 0
+    rows: int = 0
+    good_rows: int = 0
+    quarantined_rows: int = 0
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REASONS, 0))
+    by_underlying: dict[str, dict[str, int]] = field(default_factory=dict)
+    mid_violations: dict[str, int] = field(default_factory=dict)
+    quarantine_applied: bool = False
+    rewritten_files: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["messages"] = list(self.messages)
+        out["rewritten_files"] = list(self.rewritten_files)
+        return out
+
+
+class _Staging:
+    """New versions of files, written under temporary names first and swapped in together by
+    ``commit``; if a swap fails, the swaps done so far are undone, so the dataset is either the
+    old one or the new one. ``discard`` removes whatever was staged."""
+
+    def __init__(self) -> None:
+        self._replacements: list[tuple[Path, Path | None]] = []
+
+    def stage_table(self, target: Path, table: pa.Table | None) -> None:
+        """Replace ``target`` with ``table`` (None: remove it)."""
+        staged = None
+        if table is not None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            staged = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+            self._replacements.append((target, staged))
+            pq.write_table(table, staged, compression="zstd")
+        else:
+            self._replacements.append((target, None))
+
+    def stage_json(self, target: Path, obj: Any) -> None:
+        staged = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        self._replacements.append((target, staged))
+        staged.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+    def commit(self) -> None:
+        done: list[tuple[Path, Path | None]] = []
+        # new files (quarantine parts) first, so that even a crash half-way loses no row
+        ordered = sorted(self._replacements, key=lambda item: item[0].exists())
+        try:
+            for target, staged in ordered:
+                backup = None
+                if target.exists():
+                    backup = target.with_name(f".{target.name}.{uuid.uuid4().hex}.bak")
+                    os.replace(target, backup)
+                done.append((target, backup))
+                if staged is not None:
+                    os.replace(staged, target)
+        except BaseException:
+            for target, backup in reversed(done):
+                if backup is not None:
+                    os.replace(backup, target)
+                else:
+                    target.unlink(missing_ok=True)
+            raise
+        finally:
+            self.discard()
+        for _, backup in done:
+            if backup is not None:
+                backup.unlink()
+
+    def discard(self) -> None:
+        for _, staged in self._replacements:
+            if staged is not None:
+                staged.unlink(missing_ok=True)
+        self._replacements = []
+
+
+class _Unusable(Exception):
+    """Stops a validation whose dataset cannot be used; the message names file, rows and why."""
+
+
+def _read_chain_file(ds: Dataset, path: str) -> pa.Table:
+    try:
+        table = pq.read_table(path, filesystem=ds.fs)
+    except (OSError, pa.ArrowException) as exc:
+        raise _Unusable(f"{path}: cannot read as Parquet: {exc}") from None
+    try:
+        return conform(table, CHAIN_SCHEMA)
+    except ValueError as exc:
+        raise _Unusable(f"{path}: all {table.num_rows} rows: schema mismatch: {exc}") from None
+
+
+def _file_units(ds: Dataset, files: list[str]) -> list[list[int]]:
+    """Group files that share a quote date (a day's rows must be validated together), in date
+    order; each group is read and checked at once, which bounds memory by the largest group."""
+    parent = list(range(len(files)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    owner: dict[int, int] = {}
+    first_day: dict[int, int] = {}
+    for i, path in enumerate(files):
+        try:
+            days = pq.read_table(path, columns=["quote_date"], filesystem=ds.fs)["quote_date"]
+        except (OSError, pa.ArrowException, KeyError) as exc:
+            raise _Unusable(f"{path}: cannot read column quote_date: {exc}") from None
+        unique = np.unique(days.cast(pa.int32()).to_numpy(zero_copy_only=False))
+        first_day[i] = int(unique[0]) if len(unique) else 0
+        for d in unique.tolist():
+            if d in owner:
+                parent[find(i)] = find(owner[d])
+            else:
+                owner[d] = i
+    units: dict[int, list[int]] = {}
+    for i in range(len(files)):
+        units.setdefault(find(i), []).append(i)
+    return sorted(units.values(), key=lambda unit: min(first_day[i] for i in unit))
+
+
+def _read_bars(ds: Dataset, underlying: str) -> dict[str, pa.Table]:
+    try:
+        return {underlying: ds.read_underlying(underlying)}
+    except StoreError:
+        return {}
+
+
+def validate_dataset(path: str | os.PathLike, *, quarantine: bool = True, progress: bool = False) -> ValidationReport:
+    """Run every check over the dataset at ``path``, one group of partition files at a time.
+
+    With ``quarantine``, bad rows move to ``quarantine/`` with their reasons, the affected chain
+    files are rewritten without them and dataset.json's counts are updated, all staged under
+    temporary names and swapped in only after every file validated (a failure leaves the dataset
+    as it was). An unusable dataset is reported (``usable`` False) and never modified.
+    """
+    path = str(path)
+    try:
+        ds = Dataset(path)
+    except StoreError as exc:
+        return ValidationReport(path=path, usable=False, messages=(str(exc),))
+    local = isinstance(ds.fs, pafs.LocalFileSystem)
+    if quarantine and not local:
+        raise UserError(f"{path}: quarantining rewrites files and needs a local dataset; use --no-quarantine")
+    files = {u: ds.chain_files(u) for u in ds.underlyings}
+    n_files = sum(len(f) for f in files.values())
+    if not n_files:
+        return ValidationReport(path=path, usable=False, messages=(f"{path}: no chain files under chains/",))
+
+    staging = _Staging()
+    totals = np.zeros(len(REASONS) + 1, np.int64)
+    mid = dict.fromkeys(MID_CHECKS + ("any",), 0)
+    by_underlying: dict[str, dict[str, int]] = {}
+    meta_underlyings: dict[str, dict[str, Any]] = {}
+    rewritten: list[str] = []
+    messages: list[str] = []
+    with tqdm(total=n_files, unit="file", desc="validate", disable=not progress) as progress_bar:
+        try:
+            for underlying, paths in files.items():
+                bars = _read_bars(ds, underlying)
+                previous: dict[str, DayPrice] = {}
+                u_counts = np.zeros(len(REASONS) + 1, np.int64)
+                good_dates: list[np.ndarray] = []
+                for unit in _file_units(ds, paths):
+                    tables = [_read_chain_file(ds, paths[i]) for i in unit]
+                    combined = pa.concat_tables(tables)
+                    reasons, found, previous = _classify(combined, previous, bars)
+                    u_counts += np.bincount(reasons, minlength=len(REASONS) + 1)
+                    for check, n in _mid_counts(found).items():
+                        mid[check] += n
+                    good_dates.append(
+                        combined["quote_date"].cast(pa.int32()).to_numpy(zero_copy_only=False)[reasons == 0]
+                    )
+                    offsets = np.cumsum([0] + [t.num_rows for t in tables])
+                    for k, i in enumerate(unit):
+                        file_reasons = reasons[offsets[k]:offsets[k + 1]]
+                        if quarantine and (file_reasons > 0).any():
+                            _stage_file(staging, ds, paths[i], tables[k], file_reasons)
+                            rewritten.append(paths[i])
+                        progress_bar.update(1)
+                rows = int(u_counts.sum())
+                by_underlying[underlying] = {"rows": rows, "good_rows": int(u_counts[0])} | {
+                    name: int(u_counts[j + 1]) for j, name in enumerate(REASONS) if u_counts[j + 1]
+                }
+                meta_underlyings[underlying] = _span(np.concatenate(good_dates))
+                if rows and not u_counts[0]:
+                    messages.append(f"{underlying}: all {rows:,} chain rows fail validation")
+                totals += u_counts
+            good = int(totals[0])
+            if not good:
+                reason_text = ", ".join(f"{n:,} {REASONS[j]}" for j, n in enumerate(totals[1:]) if n)
+                raise _Unusable(f"{path}: no usable chain rows ({int(totals.sum()):,} rows: {reason_text or 'none'})")
+            if quarantine and rewritten:
+                staging.stage_json(Path(ds.root) / DATASET_JSON, _updated_meta(ds.meta, meta_underlyings, totals, mid))
+                staging.commit()
+        except _Unusable as exc:
+            staging.discard()
+            return ValidationReport(
+                path=path, usable=False, messages=tuple(messages + [str(exc)]), files=n_files,
+                rows=int(totals.sum()), good_rows=int(totals[0]), quarantined_rows=int(totals[1:].sum()),
+                counts=_reason_counts_from_totals(totals), by_underlying=by_underlying, mid_violations=mid,
+            )
+        except BaseException:
+            staging.discard()
+            raise
+    return ValidationReport(
+        path=path, usable=True, messages=tuple(messages), files=n_files, rows=int(totals.sum()),
+        good_rows=int(totals[0]), quarantined_rows=int(totals[1:].sum()),
+        counts=_reason_counts_from_totals(totals), by_underlying=by_underlying, mid_violations=mid,
+        quarantine_applied=bool(quarantine and rewritten), rewritten_files=tuple(rewritten),
+    )
+
+
+def _reason_counts_from_totals(totals: np.ndarray) -> dict[str, int]:
+    return {name: int(totals[j + 1]) for j, name in enumerate(REASONS)}
+
+
+def _stage_file(staging: _Staging, ds: Dataset, path: str, table: pa.Table, reasons: np.ndarray) -> None:
+    """Stage the file without its bad rows (removed when none is left) and its quarantine part."""
+    rel = os.path.relpath(path, ds.root)
+    good = table.filter(pa.array(reasons == 0))
+    staging.stage_table(Path(path), sort_chains(good) if good.num_rows else None)
+    name = "validate-" + rel.replace(os.sep, "-").removesuffix(".parquet") + f"-{uuid.uuid4().hex[:8]}.parquet"
+    staging.stage_table(Path(ds.root) / "quarantine" / name, _quarantine_table(table, reasons, rel))
+
+
+def _span(dates: np.ndarray) -> dict[str, Any]:
+    if not len(dates):
+        return {"rows": 0, "start": None, "end": None}
+    return {"rows": len(dates), "start": days_to_date(dates.min()).isoformat(),
+            "end": days_to_date(dates.max()).isoformat()}
+
+
+def _updated_meta(meta: dict[str, Any], underlyings: dict[str, dict[str, Any]], totals: np.ndarray,
+                  mid: dict[str, int]) -> dict[str, Any]:
+    meta = json.loads(json.dumps(meta))
+    meta.setdefault("underlyings", {}).update(underlyings)
+    q = meta.setdefault("quarantine", {"rows": 0, "reasons": {}})
+    q["rows"] = q.get("rows", 0) + int(totals[1:].sum())
+    reasons = q.setdefault("reasons", {})
+    for name, n in _reason_counts_from_totals(totals).items():
+        if n:
+            reasons[name] = reasons.get(name, 0) + n
+    meta["validation"] = {
+        "validated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "rows": int(totals.sum()),
+        "quarantined": _reason_counts_from_totals(totals),
+        "mid_violations": mid,
+    }
+    return meta
