@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, str] = {
     "data": "discovery.cli.data:data",
     "bench": "discovery.cli.bench:bench",
     "features": "discovery.cli.features:features",
+    "discover": "discovery.cli.discover:discover",
     "backtest": "discovery.cli.backtest_cmd:backtest",
     "demo": "discovery.cli.demo:demo",
 }
@@ -26,6 +27,7 @@ SUMMARIES: dict[str, str] = {
     "data": "Create, import, inspect and validate option-chain datasets.",
     "bench": "Run the benchmark suites and report their figures.",
     "features": "Build market-state features, regimes and edge detectors for a dataset.",
+    "discover": "Search option structures and report which survive the honesty tests.",
     "backtest": "Backtest one option structure (DNA) on a dataset and report its metrics.",
     "demo": "Synthesize the demo market (realistic SPY with a planted edge) and show it.",
 }

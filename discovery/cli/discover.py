@@ -1,0 +1,56 @@
+"""``osd discover``: search the structure space of a run config and report what survives."""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import click
+
+from backtest.errors import UserError
+
+# executor name -> "module:function" returning a context manager that yields a map-like callable.
+# Kept as strings so that `osd discover` never imports a cluster library it does not use.
+EXECUTORS: dict[str, str] = {
+    "serial": "discovery.executors:serial",
+    "processes": "discovery.executors:processes",
+}
+
+
+def open_executor(name: str, workers: int | None):
+    if name not in EXECUTORS:
+        raise UserError(f"--executor: unknown executor {name!r} (expected one of {', '.join(EXECUTORS)})")
+    module, attr = EXECUTORS[name].split(":")
+    return getattr(importlib.import_module(module), attr)(workers)
+
+
+@click.command()
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
+              help="Run config YAML (see configs/demo.yaml).")
+@click.option("--out", type=click.Path(file_okay=False), help="Output folder (default: runs/<config name>/).")
+@click.option("--executor", default="serial", show_default=True, help=f"How genomes are evaluated: {', '.join(EXECUTORS)}.")
+@click.option("--workers", type=int, default=None, help="Worker processes for --executor processes (default: all cores).")
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False),
+              help="Continue the run checkpointed in this folder (same config and seed).")
+@click.option("--seed", type=int, default=None, help="Override search.seed.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def discover(config_path, out, executor, workers, resume_dir, seed, quiet) -> None:
+    """Search option structures on a market, then deflate, cross-validate and lockbox-test the best."""
+    from tqdm import tqdm
+
+    from discovery.config import load_config
+    from discovery.run import RESULT_FILE, discover as run_discovery
+
+    config = load_config(config_path, {"search.seed": seed} if seed is not None else None)
+    out_dir = Path(resume_dir or out or Path("runs") / config.name)
+    with tqdm(total=config.search.generations + 1, unit="gen", desc="discover", disable=quiet) as bar:
+        def on_generation(record: dict) -> None:
+            bar.n = record["generation"] + 1
+            bar.set_postfix(best=f"{record['best']:.4f}", evals=record["distinct_evaluated"],
+                            diversity=f"{record['mean_distance']:.2f}")
+            bar.refresh()
+
+        with open_executor(executor, workers) as map_fn:
+            run_discovery(config, out_dir, map_fn=map_fn, resume=resume_dir is not None,
+                                   on_generation=on_generation, progress=not quiet)
+    click.echo((out_dir / "summary.txt").read_text())
+    click.echo(f"written: {out_dir / RESULT_FILE}")
