@@ -9,7 +9,7 @@ import pytest
 from backtest.market_stats import dataset_stats
 from backtest.store import Dataset
 from backtest.synth import MarketModel, synthesize
-from held_to_expiry import Market, newey_west_t
+from tests.held_to_expiry import Market, newey_west_t
 
 T_CRIT = 2.58  # two-sided 1%
 HOLD_LAGS = 25  # ~30 calendar days held = overlapping trades up to ~21-25 entries apart

@@ -9,6 +9,7 @@ from discovery.cli import LazyGroup
 
 DATA_COMMANDS: dict[str, str] = {
     "info": "discovery.cli.data:info",
+    "import": "discovery.cli.data_import:import_",
     "validate": "discovery.cli.data_validate:validate",
     "synth": "discovery.cli.synth:synth",
     "stats": "discovery.cli.stats:stats",

@@ -13,27 +13,34 @@ from backtest.errors import UserError
 EXECUTORS: dict[str, str] = {
     "serial": "discovery.executors:serial",
     "processes": "discovery.executors:processes",
+    "ray": "cluster.executor:ray_executor",
 }
 
 
-def open_executor(name: str, workers: int | None):
+def open_executor(name: str, workers: int | None, address: str | None = None):
     if name not in EXECUTORS:
         raise UserError(f"--executor: unknown executor {name!r} (expected one of {', '.join(EXECUTORS)})")
+    if address and name != "ray":
+        raise UserError(f"--address is only for --executor ray (got --executor {name})")
     module, attr = EXECUTORS[name].split(":")
-    return getattr(importlib.import_module(module), attr)(workers)
+    factory = getattr(importlib.import_module(module), attr)
+    return factory(workers, address=address) if name == "ray" else factory(workers)
 
 
 @click.command()
 @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
               help="Run config YAML (see configs/demo.yaml).")
 @click.option("--out", type=click.Path(file_okay=False), help="Output folder (default: runs/<config name>/).")
-@click.option("--executor", default="serial", show_default=True, help=f"How genomes are evaluated: {', '.join(EXECUTORS)}.")
-@click.option("--workers", type=int, default=None, help="Worker processes for --executor processes (default: all cores).")
+@click.option("--executor", default="ray", show_default=True, help=f"How genomes are evaluated: {', '.join(EXECUTORS)}.")
+@click.option("--address", default=None,
+              help="Ray cluster for --executor ray: auto (the running one), local (a new private one) or "
+                   "ray://host:port; default: the running cluster if any, else a local one.")
+@click.option("--workers", type=int, default=None, help="Evaluator processes (default: every CPU of the cluster).")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False),
               help="Continue the run checkpointed in this folder (same config and seed).")
 @click.option("--seed", type=int, default=None, help="Override search.seed.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def discover(config_path, out, executor, workers, resume_dir, seed, quiet) -> None:
+def discover(config_path, out, executor, address, workers, resume_dir, seed, quiet) -> None:
     """Search option structures on a market, then deflate, cross-validate and lockbox-test the best."""
     from tqdm import tqdm
 
@@ -49,7 +56,7 @@ def discover(config_path, out, executor, workers, resume_dir, seed, quiet) -> No
                             diversity=f"{record['mean_distance']:.2f}")
             bar.refresh()
 
-        with open_executor(executor, workers) as map_fn:
+        with open_executor(executor, workers, address) as map_fn:
             run_discovery(config, out_dir, map_fn=map_fn, resume=resume_dir is not None,
                                    on_generation=on_generation, progress=not quiet)
     click.echo((out_dir / "summary.txt").read_text())

@@ -1,0 +1,167 @@
+"""Building canonical chain rows (backtest.schema.CHAIN_SCHEMA) from vendor columns.
+
+Shared by every format: option rights, the trading class (root) from an OSI-style symbol,
+exercise style, the one-underlying-per-file rule and the final column set. Prices a vendor left
+empty become NaN so that validation quarantines the row with a reason instead of the import
+failing; structural fields (dates, right, underlying) that are empty are an error naming the line.
+"""
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from backtest.importers.source import CsvLayout, ImportFileError, input_label, read_csv_batches
+from backtest.schema import CHAIN_SCHEMA
+
+# Cash-settled index option classes with European exercise; everything else is taken as American
+# (US equity and ETF options). A generic mapping can set the style explicitly.
+EUROPEAN_ROOTS = frozenset(
+    {"SPX", "SPXW", "SPXPM", "XSP", "NDX", "NDXP", "XND", "RUT", "RUTW", "MRUT", "VIX", "VIXW",
+     "DJX", "XEO", "MXEA", "MXEF"}
+)
+_RIGHTS = {"c": "C", "call": "C", "calls": "C", "p": "P", "put": "P", "puts": "P"}
+_OSI_SUFFIX = 15  # OSI option symbols end in yymmdd, C/P and the strike in thousandths (8 digits)
+
+FLOAT_COLUMNS = ("strike", "bid", "ask", "last", "iv", "delta", "gamma", "theta", "vega", "underlying_price")
+REQUIRED_FLOATS = ("strike", "bid", "ask", "underlying_price")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Canonical rows from one parse block of one input, and where they came from."""
+
+    chain: pa.Table
+    first_line: int  # file line of the block's first record (the header is line 1)
+    input_records: int  # CSV records read (OptionsDX has two options per record)
+
+
+@dataclass
+class FileState:
+    """What one input file has shown so far (its single underlying)."""
+
+    label: str
+    underlying: str | None = None
+
+
+def text(col) -> pa.Array:
+    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    return col.cast(pa.string()) if pa.types.is_dictionary(col.type) else col
+
+
+def first_null_line(col, first_line: int) -> int | None:
+    if col.null_count == 0:
+        return None
+    return first_line + pc.index(pc.is_null(col), True).as_py()
+
+
+def require_values(col, label: str, first_line: int, column: str, expected: str) -> None:
+    line = first_null_line(col, first_line)
+    if line is not None:
+        raise ImportFileError(f"{label} line {line}: column {column!r} is empty, expected {expected}")
+
+
+def per_label(col, fn) -> pa.Array:
+    """Apply a vectorised string function to the distinct values of a dictionary-encoded column
+    (a few labels instead of every row), else to the column."""
+    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if pa.types.is_dictionary(col.type):
+        return pc.take(fn(col.dictionary.cast(pa.string())), col.indices)
+    return fn(col)
+
+
+def rights(col, label: str, first_line: int, column: str) -> pa.Array:
+    """'C'/'P' from call/put/C/P in any case; anything else is an error naming the line."""
+    col = per_label(col, lambda v: pc.utf8_lower(pc.utf8_trim_whitespace(v)))
+    require_values(col, label, first_line, column, "call/put or C/P")
+    idx = pc.index_in(col, value_set=pa.array(list(_RIGHTS)))
+    if idx.null_count:
+        row = pc.index(pc.is_null(idx), True).as_py()
+        raise ImportFileError(
+            f"{label} line {first_line + row}: column {column!r}: {col[row].as_py()!r} is not an option "
+            "right (expected call/put or C/P)"
+        )
+    return pc.take(pa.array(list(_RIGHTS.values())), idx)
+
+
+def clean_symbol(col) -> pa.Array:
+    """Upper-case symbol without whitespace or an index caret (Cboe writes ^SPX)."""
+    return per_label(col, lambda v: pc.utf8_upper(pc.utf8_ltrim(pc.utf8_trim_whitespace(v), characters="^")))
+
+
+def root_from_osi(symbols, fallback: pa.Array) -> pa.Array:
+    """Trading class from OSI-style symbols: the text before the 15-character yymmdd + C/P +
+    8-digit strike suffix (SPXW190426C00800000 -> SPXW, "SPY   210129P00345000" -> SPY). A
+    shorter value is taken to be the root itself; an empty one falls back to `fallback`."""
+    symbols = pc.utf8_trim_whitespace(text(symbols))
+    osi = pc.greater(pc.utf8_length(symbols), _OSI_SUFFIX)
+    roots = pc.if_else(osi, pc.utf8_trim_whitespace(pc.utf8_slice_codeunits(symbols, 0, -_OSI_SUFFIX)), symbols)
+    roots = pc.if_else(pc.equal(roots, ""), None, roots)
+    return pc.utf8_upper(pc.coalesce(roots, fallback))
+
+
+def styles(roots: pa.Array) -> pa.Array:
+    european = pc.is_in(roots, value_set=pa.array(sorted(EUROPEAN_ROOTS)))
+    return pc.if_else(european, "E", "A")
+
+
+def check_single_underlying(state: FileState, underlying: pa.Array, first_line: int) -> str:
+    """Every row of a file must carry one underlying; return it."""
+    underlying = underlying.combine_chunks() if isinstance(underlying, pa.ChunkedArray) else underlying
+    require_values(underlying, state.label, first_line, "underlying", "an underlying symbol")
+    expected = state.underlying or underlying[0].as_py()
+    differs = pc.not_equal(underlying, expected)
+    if pc.any(differs).as_py():
+        row = pc.index(differs, True).as_py()
+        raise ImportFileError(
+            f"{state.label} line {first_line + row}: underlying changes from {expected!r} to "
+            f"{underlying[row].as_py()!r}; expected one underlying per file"
+        )
+    state.underlying = expected
+    return expected
+
+
+def chain_table(n: int, columns: dict[str, pa.Array | pa.ChunkedArray | None]) -> pa.Table:
+    """Assemble CHAIN_SCHEMA rows; missing optional columns are null, empty required prices NaN."""
+    arrays = []
+    for f in CHAIN_SCHEMA:
+        col = columns.get(f.name)
+        if col is None:
+            col = pa.nulls(n, f.type)
+        if isinstance(col, pa.ChunkedArray):
+            col = col.combine_chunks()
+        if f.name in FLOAT_COLUMNS:
+            col = col.cast(pa.float64())
+            if f.name in REQUIRED_FLOATS:
+                col = col.fill_null(np.nan)
+        elif f.name in ("volume", "open_interest"):
+            col = col.cast(pa.int64())
+        elif not col.type.equals(f.type):
+            col = col.cast(f.type)
+        arrays.append(col)
+    return pa.Table.from_arrays(arrays, schema=CHAIN_SCHEMA)
+
+
+class CsvFormat(abc.ABC):
+    """A CSV vendor format: a layout plus a function from one parsed block to canonical rows."""
+
+    name: str
+    description: str
+    layout: CsvLayout
+
+    @abc.abstractmethod
+    def to_chain(self, raw: pa.Table, state: FileState, first_line: int) -> pa.Table:
+        """Canonical chain rows from one parsed block whose first row is on `first_line`."""
+
+    def file_state(self, path: str | Path, member: str | None) -> FileState:
+        return FileState(input_label(path, member))
+
+    def chunks(self, path: str | Path, member: str | None = None) -> Iterator[Chunk]:
+        state = self.file_state(path, member)
+        for raw, line in read_csv_batches(path, self.layout, f"--format {self.name}", member):
+            yield Chunk(self.to_chain(raw, state, line), line, raw.num_rows)

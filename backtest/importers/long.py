@@ -1,0 +1,56 @@
+"""The "long" HistoricalOptionData / Delta Neutral CSV: one option per row.
+
+Header (lower-case, case-insensitive here)::
+
+    underlying,underlying_last,exchange,optionroot,type,expiration,quotedate,strike,last,net,
+    bid,ask,volume,openinterest,impliedvol,delta,gamma[,theta,vega][,optionalias,...]
+
+Dates are m/d/Y or ISO (detected per file and then enforced), ``type`` is call/put, implied
+volatility is a decimal. The trading class comes from ``optionroot`` (``SPXW190426C00800000`` is
+SPXW), so SPX and SPXW contracts with the same expiration stay distinct. ``underlying_last`` is
+the underlying price of the snapshot; one underlying bar per quote date is derived from it.
+Theta is per calendar day and vega per volatility point, as in the vendor's files.
+"""
+from __future__ import annotations
+
+import pyarrow as pa
+
+from backtest.importers import common
+from backtest.importers.source import DATE, CsvLayout
+
+F64 = pa.float64()
+
+
+class LongFormat(common.CsvFormat):
+    name = "long"
+    description = "HistoricalOptionData / Delta Neutral long CSV (one option per row)"
+    layout = CsvLayout(
+        required={
+            "underlying": pa.string(), "underlying_last": F64, "optionroot": pa.string(), "type": pa.string(),
+            "expiration": DATE, "quotedate": DATE, "strike": F64, "bid": F64, "ask": F64,
+        },
+        optional={
+            "last": F64, "volume": F64, "openinterest": F64, "impliedvol": F64,
+            "delta": F64, "gamma": F64, "theta": F64, "vega": F64,
+        },
+        ignored=frozenset({"exchange", "net", "optionalias", "optionext", "ivbid", "ivask", "ivmean"}),
+        normalise=lambda name: name.strip().lower(),
+    )
+
+    def to_chain(self, raw: pa.Table, state: common.FileState, first_line: int) -> pa.Table:
+        underlying = common.clean_symbol(raw.column("underlying"))
+        symbol = common.check_single_underlying(state, underlying, first_line)
+        for name in ("quotedate", "expiration"):
+            common.require_values(raw.column(name), state.label, first_line, name, "a date")
+        root = common.root_from_osi(raw.column("optionroot"), underlying)
+        col = raw.column
+        opt = lambda name: col(name) if name in raw.column_names else None  # noqa: E731
+        return common.chain_table(raw.num_rows, {
+            "quote_date": col("quotedate"), "underlying": underlying, "root": root,
+            "expiration": col("expiration"), "strike": col("strike"),
+            "right": common.rights(col("type"), state.label, first_line, "type"), "style": common.styles(root),
+            "bid": col("bid"), "ask": col("ask"), "last": opt("last"),
+            "volume": opt("volume"), "open_interest": opt("openinterest"), "iv": opt("impliedvol"),
+            "delta": opt("delta"), "gamma": opt("gamma"), "theta": opt("theta"), "vega": opt("vega"),
+            "underlying_price": col("underlying_last"),
+        })

@@ -1,0 +1,192 @@
+"""Importer and implied-volatility throughput, per core, against baselines measured in the same run.
+
+* CSV -> Parquet: ``import_files`` (parse, canonical rows, IV/greeks fill, validation, sorted
+  Parquet parts, atomic commit) on the real SPX 2019 sample (58 gzipped daily files, 809,782
+  rows; quick: 5 files) in one process with one thread, against pandas.read_csv + to_parquet of
+  the same files (which does only the first and last of those steps), with the rate of each
+  stage on its own.
+* Implied volatility: the numba kernel on one thread over the SPX sample's mid prices (and over
+  uniformly random inputs), against scipy.optimize.brentq per option on a sample.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+SHARED = Path(os.environ.get("OSD_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+SPX_DIR = SHARED / "data" / "real" / "spx-2019q2-cboe-delayed"
+RATE, DIV = 0.024, 0.019
+BRENTQ_SAMPLE = 2000
+
+
+def _single_core() -> None:
+    import numba
+    import pyarrow as pa
+
+    numba.set_num_threads(1)
+    pa.set_cpu_count(1)
+    pa.set_io_thread_count(1)
+
+
+def _import_rate(files: list[Path], tmp: Path):
+    from backtest.importers import FormatSpec
+    from backtest.importers.pipeline import import_files
+    from backtest.importers.rates import RateSchedule
+
+    out = tmp / "ds"
+    import_files(files[:1], tmp / "warm", FormatSpec("long"), RateSchedule.constant(RATE, DIV))  # JIT/cache load
+    t0 = time.perf_counter()
+    summary = import_files(files, out, FormatSpec("long"), RateSchedule.constant(RATE, DIV))
+    return summary.input_rows / (time.perf_counter() - t0), summary, str(out)
+
+
+def _stage_rates(files: list[Path]) -> dict[str, int]:
+    """Rows per second of each stage of the import, run one after the other on the same files."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from backtest.importers.greeks import add_greeks
+    from backtest.importers.long import LongFormat
+    from backtest.importers.pipeline import PARQUET_OPTIONS, whole_days
+    from backtest.importers.rates import RateSchedule
+    from backtest.store import sort_chains
+    from backtest.validate import validate_rows
+
+    rates, fmt = RateSchedule.constant(RATE, DIV), LongFormat()
+    spent = dict.fromkeys(["parse_and_canonical", "iv_and_greeks", "validation", "sort_and_parquet"], 0.0)
+    rows = 0
+    sink = tempfile.NamedTemporaryFile(suffix=".parquet")
+    for f in files:
+        t0 = time.perf_counter()
+        days = [t for t, _ in whole_days(fmt.chunks(f), f.name)]
+        t1 = time.perf_counter()
+        days = [add_greeks(t, rates) for t in days]
+        t2 = time.perf_counter()
+        good = [validate_rows(t, source=f.name).good for t in days]
+        t3 = time.perf_counter()
+        pq.write_table(sort_chains(pa.concat_tables(good)), sink.name, **PARQUET_OPTIONS)
+        t4 = time.perf_counter()
+        for key, dt_ in zip(spent, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            spent[key] += dt_
+        rows += sum(t.num_rows for t in days)
+    return {key: round(rows / v) for key, v in spent.items()}
+
+
+def _pandas_rate(files: list[Path], tmp: Path) -> float:
+    import pandas as pd
+
+    rows = 0
+    t0 = time.perf_counter()
+    for i, f in enumerate(files):
+        df = pd.read_csv(f)
+        df.to_parquet(tmp / f"pandas_{i}.parquet", engine="pyarrow", compression="zstd")
+        rows += len(df)
+    return rows / (time.perf_counter() - t0)
+
+
+def _best_rate(fn, n: int, repeats: int = 3) -> float:
+    best = np.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return n / best
+
+
+def _iv_inputs_from_store(path: str):
+    from backtest import pricing
+    from backtest.store import Dataset
+
+    a = Dataset(path).chain_arrays("SPX")
+    t = (a.expiration - a.quote_date) / pricing.YEAR_DAYS
+    forward, discount = pricing.forward_and_discount(a.underlying_price, t, RATE, DIV)
+    return a.is_call, 0.5 * (a.bid + a.ask), forward, a.strike, t, discount
+
+
+def _random_inputs(n: int, seed: int = 0):
+    from backtest import pricing
+
+    rng = np.random.default_rng(seed)
+    f = rng.uniform(50, 150, n)
+    k = f * np.exp(rng.normal(0, 0.3, n))
+    t = rng.uniform(1 / 365, 3, n)
+    df = np.exp(-0.03 * t)
+    is_call = rng.random(n) < 0.5
+    price = pricing.black76_price(is_call, f, k, t, df, rng.uniform(0.03, 1.5, n))
+    return is_call, price, f, k, t, df
+
+
+def _kernel_rate(inputs) -> tuple[float, float]:
+    from backtest import pricing_nb
+
+    out = np.empty(len(inputs[1]))
+    pricing_nb.black_implied_vol_array(*inputs, out)
+    return _best_rate(lambda: pricing_nb.black_implied_vol_array(*inputs, out), len(out)), float(np.isnan(out).mean())
+
+
+def _price_rate(inputs) -> float:
+    """Black-76 prices per second on the same inputs: the unit an IV costs is counted in."""
+    from backtest import pricing_nb
+
+    is_call, _, f, k, t, df = inputs
+    sigma = np.full(len(f), 0.2)
+    out = np.empty(len(f))
+    pricing_nb.black_price_array(is_call, f, k, t, df, sigma, out)
+    return _best_rate(lambda: pricing_nb.black_price_array(is_call, f, k, t, df, sigma, out), len(out))
+
+
+def _brentq_rate(inputs) -> float:
+    from scipy.optimize import brentq
+
+    from backtest import pricing_nb
+
+    is_call, price, f, k, t, df = (np.asarray(a)[:BRENTQ_SAMPLE * 3] for a in inputs)
+    ok = ~np.isnan(np.array([pricing_nb.black_implied_vol(c, p, ff, kk, tt, d)
+                             for c, p, ff, kk, tt, d in zip(is_call, price, f, k, t, df)]))
+    rows = [r for r in zip(is_call, price, f, k, t, df, ok) if r[-1]][:BRENTQ_SAMPLE]
+    t0 = time.perf_counter()
+    for c, p, ff, kk, tt, d, _ in rows:
+        brentq(lambda s: pricing_nb.black_price.py_func(c, ff, kk, tt, d, s) - p, 1e-6, 20.0, xtol=1e-12)
+    return len(rows) / (time.perf_counter() - t0)
+
+
+def run(quick: bool) -> dict:
+    _single_core()
+    files = sorted(SPX_DIR.glob("SPX_*.csv.gz"))
+    if not files:
+        raise FileNotFoundError(f"SPX sample not found in {SPX_DIR} (set OSD_SHARED)")
+    files = files[:5] if quick else files
+    tmp = Path(tempfile.mkdtemp(prefix="bench-importers-"))
+    try:
+        ours, summary, store = _import_rate(files, tmp)
+        pandas = _pandas_rate(files, tmp)
+        stages = _stage_rates(files)
+        spx = _iv_inputs_from_store(store)
+        spx_rate, spx_nan = _kernel_rate(spx)
+        random_rate, _ = _kernel_rate(_random_inputs(200_000 if quick else 2_000_000))
+        brentq = _brentq_rate(spx)
+        prices = _price_rate(spx)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {
+        "files": len(files),
+        "rows": summary.input_rows,
+        "imported": summary.imported,
+        "quarantined": dict(sorted(summary.quarantined.items())),
+        "import_rows_per_s_per_core": round(ours),
+        "pandas_csv_to_parquet_rows_per_s": round(pandas),
+        "import_vs_pandas": round(ours / pandas, 2),
+        "import_stage_rows_per_s": stages,
+        "iv_per_s_per_core_spx_mids": round(spx_rate),
+        "iv_spx_nan_share": round(spx_nan, 4),
+        "iv_per_s_per_core_random": round(random_rate),
+        "price_per_s_per_core_spx": round(prices),
+        "iv_cost_in_prices": round(prices / spx_rate, 1),
+        "brentq_iv_per_s": round(brentq),
+        "iv_spx_vs_brentq": round(spx_rate / brentq, 1),
+    }
