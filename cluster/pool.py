@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import ray
-from ray.exceptions import RayActorError
+from ray.exceptions import RayActorError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from backtest.errors import UserError
 
 
 _pool_ids = itertools.count()
@@ -58,7 +60,11 @@ class ChainShard:
         self.spec = spec
 
     def load(self) -> Any:
-        return resolve(self.spec.loader)(self.spec)
+        try:
+            return resolve(self.spec.loader)(self.spec)
+        except Exception as exc:  # name the shard and the node: the data path may be unreadable there only
+            node = ray.get_runtime_context().get_node_id()[:8]
+            raise UserError(f"{self.spec.name}: cannot load {self.spec.dataset} on node {node}: {exc}") from None
 
 
 @ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=-1)
@@ -147,6 +153,10 @@ class RayMap:
             worker, start, chunk = inflight.pop(ready)
             try:
                 out, seconds = ray.get(ready)
+            except RayTaskError as exc:  # a user error on a worker (e.g. unreadable data) stays one line
+                if isinstance(exc.cause, UserError):
+                    raise exc.cause from None
+                raise
             except RayActorError:  # its node is gone for good: a fresh evaluator elsewhere retries
                 attempts[start] += 1
                 if attempts[start] > self.max_retries:
