@@ -67,7 +67,9 @@ class ChainShard:
             raise UserError(f"{self.spec.name}: cannot load {self.spec.dataset} on node {node}: {exc}") from None
 
 
-@ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=-1)
+# Not restarted by Ray: a restart could wait forever for a CPU that left with its node. The
+# driver requeues the batch of a dead evaluator and tops the pool up to the CPUs that exist.
+@ray.remote(num_cpus=1, max_restarts=0, max_task_retries=0)
 class Evaluator:
     """Runs ``task(shards, item)`` over a list of items; shards are fetched once and cached."""
 
@@ -108,21 +110,25 @@ class RayMap:
         self.busy_seconds = 0.0   # evaluation time measured inside the evaluators
         self.wall_seconds = 0.0   # driver wall time spent in map calls
         self.pool_id = next(_pool_ids)
-        self.evaluators = self._spawn(workers)
+        self._names = itertools.count()
+        self.workers = workers
+        self.evaluators: list = []
+        self._top_up()
 
-    def _spawn(self, workers: int | None) -> list:
-        actors = []
-        for node in sorted((n for n in ray.nodes() if n["Alive"]), key=lambda n: n["NodeID"]):
-            for i in range(int(node["Resources"].get("CPU", 0))):
-                if workers is not None and len(actors) >= workers:
-                    break
-                actors.append(Evaluator.options(
-                    name=f"evaluator-{self.pool_id}:{node['NodeID'][:8]}:{i}",
-                    scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=True),
-                ).remote())
-        if not actors:
+    def _top_up(self) -> None:
+        """One evaluator per CPU of the live nodes (at most ``workers``), spread over the nodes."""
+        cpus = sum(int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n["Alive"])
+        wanted = min(cpus, self.workers) if self.workers is not None else cpus
+        nodes = sorted((n for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU")),
+                       key=lambda n: n["NodeID"])
+        while len(self.evaluators) < wanted and nodes:
+            node = nodes[len(self.evaluators) % len(nodes)]
+            self.evaluators.append(Evaluator.options(
+                name=f"evaluator-{self.pool_id}-{next(self._names)}",
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=True),
+            ).remote())
+        if not self.evaluators:
             raise RuntimeError("the Ray cluster has no CPUs for evaluators")
-        return actors
 
     def task_size(self, n_items: int) -> int:
         """Items per task: enough for ``min_task_seconds`` of work, but no more than keeps every
