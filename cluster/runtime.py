@@ -92,7 +92,7 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None,
             # generated token would otherwise be written to the user's home directory.
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")
             os.environ.update(LOOPBACK_ENV)
-            ray.init(num_cpus=num_cpus, include_dashboard=include_dashboard, runtime_env=runtime_env,
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=include_dashboard, runtime_env=runtime_env,
                      _node_ip_address="127.0.0.1", configure_logging=False)
     try:
         yield ray.cluster_resources()
