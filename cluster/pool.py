@@ -28,6 +28,7 @@ from backtest.errors import UserError
 
 
 _pool_ids = itertools.count()
+NODE_CHECK_SECONDS = 2.0  # how often a waiting driver checks that busy evaluators' nodes are alive
 
 
 def resolve(path: str) -> Callable:
@@ -113,6 +114,7 @@ class RayMap:
         self._names = itertools.count()
         self.workers = workers
         self.evaluators: list = []
+        self.node_of: dict = {}   # evaluator -> the node it runs on
         self._top_up()
 
     def _top_up(self) -> None:
@@ -129,6 +131,15 @@ class RayMap:
             ).remote())
         if not self.evaluators:
             raise RuntimeError("the Ray cluster has no CPUs for evaluators")
+        missing = [e for e in self.evaluators if e not in self.node_of]
+        for evaluator, stats in zip(missing, ray.get([e.stats.remote() for e in missing])):
+            self.node_of[evaluator] = stats["node_id"]
+
+    def _lost(self, inflight: dict) -> list:
+        """In-flight tasks whose evaluator's node has left the cluster. Ray does not always fail
+        such a task (it may wait on a lost return object), so the driver gives up on it."""
+        alive = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+        return [ref for ref, (evaluator, _, _) in inflight.items() if self.node_of.get(evaluator) not in alive]
 
     def task_size(self, n_items: int) -> int:
         """Items per task: enough for ``min_task_seconds`` of work, but no more than keeps every
@@ -140,46 +151,57 @@ class RayMap:
 
     def __call__(self, task: Callable, items: Sequence) -> list:
         t0 = time.perf_counter()
+        self._top_up()
         items = list(items)
         results: list = [None] * len(items)
         size = self.task_size(len(items))
         todo = [(i, items[i:i + size]) for i in range(0, len(items), size)]
         attempts: Counter = Counter()
-        idle = list(range(len(self.evaluators)))
+        idle = list(self.evaluators)
         inflight: dict = {}
         done_items, done_seconds = 0, 0.0
         while todo or inflight:
             while todo and idle:
                 start, chunk = todo.pop(0)
-                worker = idle.pop(0)
-                ref = self.evaluators[worker].run.options(name=f"evaluate {len(chunk)} batches").remote(
-                    task, self.shard_refs, chunk)
-                inflight[ref] = (worker, start, chunk)
-            (ready,), _ = ray.wait(list(inflight), num_returns=1)
-            worker, start, chunk = inflight.pop(ready)
+                evaluator = idle.pop(0)
+                ref = evaluator.run.options(name=f"evaluate {len(chunk)} batches").remote(task, self.shard_refs, chunk)
+                inflight[ref] = (evaluator, start, chunk)
+            if not inflight:
+                raise RuntimeError("every evaluator died; the cluster has no CPUs left")
+            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=NODE_CHECK_SECONDS)
+            for ref in [] if ready else self._lost(inflight):
+                evaluator, start, chunk = inflight.pop(ref)
+                ray.cancel(ref, force=True)
+                self._requeue(evaluator, start, chunk, todo, attempts)
+            if not ready:
+                continue
+            evaluator, start, chunk = inflight.pop(ready[0])
             try:
-                out, seconds = ray.get(ready)
+                out, seconds = ray.get(ready[0])
             except RayTaskError as exc:  # a user error on a worker (e.g. unreadable data) stays one line
                 if isinstance(exc.cause, UserError):
                     raise exc.cause from None
                 raise
-            except RayActorError:  # its node is gone for good: a fresh evaluator elsewhere retries
-                attempts[start] += 1
-                if attempts[start] > self.max_retries:
-                    raise
-                todo.insert(0, (start, chunk))
-                self.evaluators[worker] = Evaluator.options(scheduling_strategy="SPREAD").remote()
-                idle.append(worker)
+            except RayActorError:  # killed, or its node left: the batch goes to another evaluator
+                self._requeue(evaluator, start, chunk, todo, attempts)
                 continue
             results[start:start + len(chunk)] = out
             done_items += len(chunk)
             done_seconds += seconds
-            idle.append(worker)
+            idle.append(evaluator)
         self.busy_seconds += done_seconds
         self.wall_seconds += time.perf_counter() - t0
         if done_items:
             self.seconds_per_item = done_seconds / done_items
         return results
+
+    def _requeue(self, evaluator, start: int, chunk: list, todo: list, attempts: Counter) -> None:
+        attempts[start] += 1
+        if attempts[start] > self.max_retries:
+            raise RuntimeError(f"items {start}..{start + len(chunk) - 1} failed on {attempts[start]} evaluators")
+        todo.insert(0, (start, chunk))
+        if evaluator in self.evaluators:
+            self.evaluators.remove(evaluator)
 
     def stats(self) -> list[dict]:
         return ray.get([e.stats.remote() for e in self.evaluators])
