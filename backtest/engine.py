@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+import numba
 import numpy as np
 import pandas as pd
 
@@ -52,7 +53,7 @@ def cost_params(costs: Costs) -> np.ndarray:
     return c
 
 
-def _masks(entry_masks: Any, n_genomes: int, index: ChainIndex, d0: int, d1: int) -> np.ndarray:
+def window_masks(entry_masks: Any, n_genomes: int, index: ChainIndex, d0: int, d1: int) -> np.ndarray:
     """Entry masks as a contiguous (n_genomes, window days) bool array. Accepts None (always),
     one mask for all genomes or one per genome, aligned to the index days or to the window."""
     n_t = d1 - d0
@@ -73,6 +74,27 @@ def _masks(entry_masks: Any, n_genomes: int, index: ChainIndex, d0: int, d1: int
     return np.ascontiguousarray(np.broadcast_to(m, (n_genomes, n_t)))
 
 
+# ChainIndex arrays in the kernel's argument order
+INDEX_ARRAYS = ("days", "close", "day_group_start", "group_expiration", "group_root", "group_european",
+                "group_row_start", "group_put_start", "group_monotone", "strike", "bid", "ask", "delta",
+                "next_row")
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    """A non-writeable view: the kernel then compiles once, for the read-only arrays it gets
+    from Ray's object store, whether or not the caller's index is writeable."""
+    view = array.view()
+    view.setflags(write=False)
+    return view
+
+
+def _block_size(n_genomes: int) -> int:
+    """Genomes per kernel task: large enough that a day's rows are reused from cache by many
+    genomes, small enough that every thread gets work."""
+    per_thread = -(-n_genomes // (4 * numba.get_num_threads()))
+    return max(1, min(64, per_thread))
+
+
 def _kernel(dnas: Sequence[StructureDNA], index: ChainIndex, start, end, costs: Costs, masks,
             record_legs: bool):
     problems = []
@@ -89,15 +111,15 @@ def _kernel(dnas: Sequence[StructureDNA], index: ChainIndex, start, end, costs: 
         raise UserError("no genomes to backtest")
     d0, d1 = index.day_range(start, end)
     params = np.stack([genome_params(d) for d in dnas])
+    arrays = [_read_only(getattr(index, name)) for name in INDEX_ARRAYS]
     out = nb.run_genomes(
-        params, cost_params(costs), _masks(masks, len(dnas), index, d0, d1), d0, d1,
-        index.days, index.close, index.day_group_start, index.group_expiration, index.group_root,
-        index.group_european, index.group_row_start, index.group_put_start, index.strike,
-        index.bid, index.ask, index.delta, record_legs,
+        params, cost_params(costs), _read_only(window_masks(masks, len(dnas), index, d0, d1)), d0, d1, *arrays,
+        record_legs, _block_size(len(dnas)),
     )
     names = ("equity", "daily_pnl", "open_positions", "n_trades", "quote_gaps", "tr_entry",
              "tr_exit", "tr_contracts", "tr_reason", "tr_pnl", "tr_premium", "tr_risk", "tr_gaps",
-             "tr_nlegs", "lg_strike", "lg_exp", "lg_call", "lg_qty", "lg_entry", "lg_exit", "lg_exit_day")
+             "tr_nlegs", "lg_strike", "lg_exp", "lg_root", "lg_call", "lg_qty", "lg_entry", "lg_exit",
+             "lg_exit_day")
     return index.dates[d0:d1], dict(zip(names, out))
 
 
@@ -107,6 +129,20 @@ def _metrics(dates: np.ndarray, equity: np.ndarray, costs: Costs, pnl, days_held
     out |= trade_metrics(pnl[closed], days_held[closed], risk[closed])
     out["fill_model"] = costs.fill
     return out
+
+
+@dataclass(frozen=True)
+class TradeLegs:
+    """Legs of every trade of a ``run_many`` (rows align with its flat trade arrays; columns are
+    legs, the first ``n_legs`` of a row are used). Expirations are days since 1970-01-01 and
+    roots are codes into the index's ``roots``, as in the ChainIndex."""
+
+    n_legs: np.ndarray  # [n_trades]
+    strike: np.ndarray  # float32 [n_trades, MAX_LEGS]
+    expiration: np.ndarray  # int32 [n_trades, MAX_LEGS]
+    root: np.ndarray  # int16 [n_trades, MAX_LEGS]
+    is_call: np.ndarray  # bool [n_trades, MAX_LEGS]
+    qty: np.ndarray  # int8 [n_trades, MAX_LEGS], +1 long, -1 short (per contract)
 
 
 @dataclass(frozen=True)
@@ -132,6 +168,7 @@ class ManyResult:
     trade_risk: np.ndarray  # capital at risk of the trade (max loss or margin, all contracts)
     trade_premium: np.ndarray  # entry premium per unit (credit > 0, debit < 0)
     costs: Costs = field(default_factory=Costs)
+    legs: TradeLegs | None = None  # with run_many(..., legs=True)
 
     @property
     def fill_model(self) -> str:
@@ -159,10 +196,12 @@ def run_many(
     end=None,
     costs: Costs = Costs(),
     entry_masks=None,
+    legs: bool = False,
 ) -> ManyResult:
     """Backtest many genomes over the same index in one kernel call. ``entry_masks``: None,
-    one bool mask for all, or one per genome (rows), over the index days or the window days."""
-    dates, o = _kernel(list(dnas), index, start, end, costs, entry_masks, record_legs=False)
+    one bool mask for all, or one per genome (rows), over the index days or the window days.
+    ``legs=True`` also returns every trade's legs (for portfolio greeks and stress tests)."""
+    dates, o = _kernel(list(dnas), index, start, end, costs, entry_masks, record_legs=legs)
     n = o["n_trades"]
     genome = np.repeat(np.arange(len(n)), n)
     slot = np.concatenate([np.arange(k) for k in n]) if len(n) else np.zeros(0, dtype=np.int64)
@@ -174,6 +213,8 @@ def run_many(
         trade_pnl=pick("tr_pnl"), trade_contracts=pick("tr_contracts"),
         trade_reason=pick("tr_reason"), trade_risk=pick("tr_risk"),
         trade_premium=pick("tr_premium"), costs=costs,
+        legs=TradeLegs(pick("tr_nlegs"), pick("lg_strike"), pick("lg_exp"), pick("lg_root"),
+                       pick("lg_call"), pick("lg_qty")) if legs else None,
     )
 
 

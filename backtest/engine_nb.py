@@ -73,18 +73,64 @@ def segment(group_row_start, group_put_start, g, is_call):
 
 
 @njit(cache=True)
-def pick_by_delta(delta, lo, hi, target, is_call):
+def _abs_delta(delta, lo, hi, j, is_call):
+    """|delta| at position j of a side ordered so that it never decreases when the side is
+    monotone: puts by ascending strike, calls by descending strike."""
+    return abs(np.float64(delta[hi - 1 - j if is_call else lo + j]))
+
+
+@njit(cache=True)
+def _first_at_least(delta, lo, hi, value, is_call):
+    """First position j whose |delta| >= value (binary search on a monotone side)."""
+    a, b = 0, hi - lo
+    while a < b:
+        m = (a + b) // 2
+        if _abs_delta(delta, lo, hi, m, is_call) < value:
+            a = m + 1
+        else:
+            b = m
+    return a
+
+
+@njit(cache=True)
+def pick_by_delta(delta, lo, hi, target, is_call, monotone):
     """Row whose |delta| is closest to target; ties: higher strike for calls, lower for puts.
-    Rows without a delta are never chosen. -1 if none."""
+    Rows without a delta (NaN distance compares false) are never chosen. -1 if none.
+
+    On a monotone side (|delta| falling with strike for calls, rising for puts, no NaN; flagged
+    by the index) the same row is found by binary search: the closest values are the run just
+    below the target or the run at/above it, and the tie rule picks the lowest position."""
+    n = hi - lo
+    if n == 0:
+        return -1
+    if monotone:
+        i = _first_at_least(delta, lo, hi, target, is_call)
+        if i == 0:
+            j = 0
+        else:
+            below = _abs_delta(delta, lo, hi, i - 1, is_call)
+            if i < n and _abs_delta(delta, lo, hi, i, is_call) - target < target - below:
+                j = i
+            else:
+                j = _first_at_least(delta, lo, hi, below, is_call)
+        return hi - 1 - j if is_call else lo + j
     best, best_dist = -1, np.inf
-    for r in range(lo, hi):
-        dl = delta[r]
-        if math.isnan(dl):
-            continue
-        dist = abs(abs(np.float64(dl)) - target)
-        if dist < best_dist or (is_call and dist == best_dist):
-            best, best_dist = r, dist
+    if is_call:
+        for r in range(lo, hi):
+            dist = abs(abs(np.float64(delta[r])) - target)
+            if dist <= best_dist:
+                best, best_dist = r, dist
+    else:
+        for r in range(lo, hi):
+            dist = abs(abs(np.float64(delta[r])) - target)
+            if dist < best_dist:
+                best, best_dist = r, dist
     return best
+
+
+@njit(cache=True)
+def _monotone(group_monotone, g, is_call):
+    return (group_monotone[g] & (1 if is_call else 2)) != 0
 
 
 @njit(cache=True)
@@ -125,7 +171,7 @@ def find_strike(strike, lo, hi, k):
 
 @njit(cache=True)
 def build_legs(prm, d, days, day_group_start, group_expiration, group_row_start, group_put_start,
-               strike, delta, leg_row, leg_qty):
+               group_monotone, strike, delta, leg_row, leg_qty):
     """Fill leg_row/leg_qty (long +1, short -1) with the structure's legs on day d per the leg
     templates of DESIGN §4. Returns the number of legs, or 0 when it cannot be fully built."""
     st = int(prm[P_TYPE])
@@ -140,14 +186,15 @@ def build_legs(prm, d, days, day_group_start, group_expiration, group_row_start,
         is_call = st == LONG_CALL or st == SHORT_CALL
         is_long = st == LONG_CALL or st == LONG_PUT
         lo, hi = (clo, chi) if is_call else (plo, phi)
-        r = pick_by_delta(delta, lo, hi, prm[P_LONG_DELTA] if is_long else prm[P_SHORT_DELTA], is_call)
+        r = pick_by_delta(delta, lo, hi, prm[P_LONG_DELTA] if is_long else prm[P_SHORT_DELTA], is_call,
+                          _monotone(group_monotone, g, is_call))
         if r < 0:
             return 0
         leg_row[0], leg_qty[0] = r, 1 if is_long else -1
         return 1
 
     if st == LONG_STRADDLE or st == SHORT_STRADDLE or st == IRON_BUTTERFLY:
-        c = pick_by_delta(delta, clo, chi, 0.5, True)
+        c = pick_by_delta(delta, clo, chi, 0.5, True, _monotone(group_monotone, g, True))
         if c < 0:
             return 0
         p = find_strike(strike, plo, phi, strike[c])
@@ -167,8 +214,8 @@ def build_legs(prm, d, days, day_group_start, group_expiration, group_row_start,
     if st == LONG_STRANGLE or st == SHORT_STRANGLE:
         is_long = st == LONG_STRANGLE
         target = prm[P_LONG_DELTA] if is_long else prm[P_SHORT_DELTA]
-        c = pick_by_delta(delta, clo, chi, target, True)
-        p = pick_by_delta(delta, plo, phi, target, False)
+        c = pick_by_delta(delta, clo, chi, target, True, _monotone(group_monotone, g, True))
+        p = pick_by_delta(delta, plo, phi, target, False, _monotone(group_monotone, g, False))
         if c < 0 or p < 0:
             return 0
         q = 1 if is_long else -1
@@ -188,7 +235,8 @@ def build_legs(prm, d, days, day_group_start, group_expiration, group_row_start,
                 break
             is_debit = st == CALL_DEBIT_SPREAD or st == PUT_DEBIT_SPREAD
             lo, hi = (clo, chi) if is_call else (plo, phi)
-            a = pick_by_delta(delta, lo, hi, prm[P_LONG_DELTA] if is_debit else prm[P_SHORT_DELTA], is_call)
+            a = pick_by_delta(delta, lo, hi, prm[P_LONG_DELTA] if is_debit else prm[P_SHORT_DELTA], is_call,
+                              _monotone(group_monotone, g, is_call))
             if a < 0:
                 return 0
             w = a + width if is_call else a - width
@@ -206,13 +254,14 @@ def build_legs(prm, d, days, day_group_start, group_expiration, group_row_start,
         return 0
     blo, bhi = segment(group_row_start, group_put_start, b, is_call)
     flo, fhi = (clo, chi) if is_call else (plo, phi)
-    back = pick_by_delta(delta, blo, bhi, prm[P_LONG_DELTA], is_call)
+    back = pick_by_delta(delta, blo, bhi, prm[P_LONG_DELTA], is_call, _monotone(group_monotone, b, is_call))
     if back < 0:
         return 0
     if st == CALENDAR_CALL or st == CALENDAR_PUT:
         front = find_strike(strike, flo, fhi, strike[back])
     else:
-        front = pick_by_delta(delta, flo, fhi, prm[P_SHORT_DELTA], is_call)
+        front = pick_by_delta(delta, flo, fhi, prm[P_SHORT_DELTA], is_call,
+                              _monotone(group_monotone, g, is_call))
     if front < 0:
         return 0
     leg_row[0], leg_qty[0] = back, 1
@@ -280,253 +329,273 @@ def _close_leg(p, i, price, day_idx, contracts, qty, cost_per_contract, pos_cash
 
 
 @njit(cache=True)
-def run_one(g, prm, cst, mask, d0, d1, days, close, day_group_start, group_expiration,
-            group_root, group_european, group_row_start, group_put_start, strike, bid, ask, delta,
-            record_legs, equity_out, pnl_out, open_out, tr_entry, tr_exit, tr_contracts, tr_reason,
-            tr_pnl, tr_premium, tr_risk, tr_gaps, tr_nlegs, lg_strike, lg_exp, lg_call, lg_qty,
-            lg_entry, lg_exit, lg_exit_day, n_trades_out, gaps_out):
-    st = int(prm[P_TYPE])
-    cap = int(prm[P_MAX_POSITIONS])
+def run_block(g0, g1, params, cst, masks, d0, d1, days, close, day_group_start, group_expiration,
+              group_root, group_european, group_row_start, group_put_start, group_monotone, strike, bid,
+              ask, delta, next_row, record_legs, equity_out, pnl_out, open_out, tr_entry, tr_exit, tr_contracts,
+              tr_reason, tr_pnl, tr_premium, tr_risk, tr_gaps, tr_nlegs, lg_strike, lg_exp, lg_root,
+              lg_call, lg_qty, lg_entry, lg_exit, lg_exit_day, n_trades_out, gaps_out):
+    """Genomes g0..g1-1 together, day by day: every genome of the block reads a day's rows while
+    they are in cache (the kernel is bound by memory latency, not arithmetic)."""
+    B = g1 - g0
+    cap_max = 1
+    for g in range(g0, g1):
+        cap_max = max(cap_max, int(params[g, P_MAX_POSITIONS]))
     mult = cst[C_MULTIPLIER]
     commission = cst[C_COMMISSION]
-    pt, sl, breach = prm[P_PROFIT_TARGET], prm[P_STOP_LOSS], prm[P_DELTA_BREACH]
-    dte_exit, max_hold = int(prm[P_DTE_EXIT]), int(prm[P_MAX_HOLD])
-
-    active = np.zeros(cap, dtype=np.bool_)
-    closing = np.zeros(cap, dtype=np.bool_)
-    pos_entry = np.zeros(cap, dtype=np.int64)
-    pos_contracts = np.zeros(cap, dtype=np.int64)
-    pos_nlegs = np.zeros(cap, dtype=np.int64)
-    pos_cash = np.zeros(cap)
-    pos_premium = np.zeros(cap)
-    pos_risk = np.zeros(cap)
-    pos_trade = np.zeros(cap, dtype=np.int64)
-    pos_gaps = np.zeros(cap, dtype=np.int64)
-    pos_reason = np.zeros(cap, dtype=np.int64)
-    leg_exp = np.zeros((cap, MAX_LEGS), dtype=np.int64)
-    leg_root = np.zeros((cap, MAX_LEGS), dtype=np.int64)
-    leg_call = np.zeros((cap, MAX_LEGS), dtype=np.bool_)
-    leg_eur = np.zeros((cap, MAX_LEGS), dtype=np.bool_)
-    leg_k = np.zeros((cap, MAX_LEGS), dtype=np.float32)
-    leg_qty = np.zeros((cap, MAX_LEGS), dtype=np.int64)
-    leg_fill = np.zeros((cap, MAX_LEGS))
-    leg_mark = np.zeros((cap, MAX_LEGS))
-    leg_delta = np.zeros((cap, MAX_LEGS))
-    leg_open = np.zeros((cap, MAX_LEGS), dtype=np.bool_)
-    leg_row_today = np.zeros((cap, MAX_LEGS), dtype=np.int64)
-    leg_exit_price = np.zeros((cap, MAX_LEGS))
-    leg_exit_day = np.zeros((cap, MAX_LEGS), dtype=np.int64)
+    active = np.zeros((B, cap_max), dtype=np.bool_)
+    closing = np.zeros((B, cap_max), dtype=np.bool_)
+    pos_entry = np.zeros((B, cap_max), dtype=np.int64)
+    pos_contracts = np.zeros((B, cap_max), dtype=np.int64)
+    pos_nlegs = np.zeros((B, cap_max), dtype=np.int64)
+    pos_cash = np.zeros((B, cap_max))
+    pos_premium = np.zeros((B, cap_max))
+    pos_risk = np.zeros((B, cap_max))
+    pos_trade = np.zeros((B, cap_max), dtype=np.int64)
+    pos_gaps = np.zeros((B, cap_max), dtype=np.int64)
+    pos_reason = np.zeros((B, cap_max), dtype=np.int64)
+    leg_exp = np.zeros((B, cap_max, MAX_LEGS), dtype=np.int64)
+    leg_root = np.zeros((B, cap_max, MAX_LEGS), dtype=np.int64)
+    leg_call = np.zeros((B, cap_max, MAX_LEGS), dtype=np.bool_)
+    leg_eur = np.zeros((B, cap_max, MAX_LEGS), dtype=np.bool_)
+    leg_k = np.zeros((B, cap_max, MAX_LEGS), dtype=np.float32)
+    leg_qty = np.zeros((B, cap_max, MAX_LEGS), dtype=np.int64)
+    leg_fill = np.zeros((B, cap_max, MAX_LEGS))
+    leg_mark = np.zeros((B, cap_max, MAX_LEGS))
+    leg_delta = np.zeros((B, cap_max, MAX_LEGS))
+    leg_open = np.zeros((B, cap_max, MAX_LEGS), dtype=np.bool_)
+    leg_row_today = np.zeros((B, cap_max, MAX_LEGS), dtype=np.int64)
+    leg_last_row = np.zeros((B, cap_max, MAX_LEGS), dtype=np.int64)
+    leg_seen = np.zeros((B, cap_max, MAX_LEGS), dtype=np.int64)  # day of leg_last_row
+    leg_exit_price = np.zeros((B, cap_max, MAX_LEGS))
+    leg_exit_day = np.zeros((B, cap_max, MAX_LEGS), dtype=np.int64)
     new_rows = np.zeros(MAX_LEGS, dtype=np.int64)
     new_qty = np.zeros(MAX_LEGS, dtype=np.int64)
     new_k = np.zeros(MAX_LEGS, dtype=np.float32)
     new_call = np.zeros(MAX_LEGS, dtype=np.bool_)
     new_fill = np.zeros(MAX_LEGS)
     new_group = np.zeros(MAX_LEGS, dtype=np.int64)
-
-    cash = cst[C_INITIAL_EQUITY]
-    prev_equity = cash
-    n_trades = 0
-    n_open = 0
-    gaps = 0
+    g_cash = np.full(B, cst[C_INITIAL_EQUITY])
+    g_prev_equity = g_cash.copy()
+    g_n_trades = np.zeros(B, dtype=np.int64)
+    g_n_open = np.zeros(B, dtype=np.int64)
+    g_gaps = np.zeros(B, dtype=np.int64)
     for d in range(d0, d1):
         t = d - d0
         today = days[d]
-        # ---- 1. mark open legs at mid (a missing quote keeps the last mark)
-        for p in range(cap):
-            if not active[p]:
-                continue
-            for i in range(pos_nlegs[p]):
-                leg_row_today[p, i] = -1
-                if not leg_open[p, i]:
+        for b in range(B):
+            g = g0 + b
+            prm = params[g]
+            st = int(prm[P_TYPE])
+            cap = int(prm[P_MAX_POSITIONS])
+            pt, sl, breach = prm[P_PROFIT_TARGET], prm[P_STOP_LOSS], prm[P_DELTA_BREACH]
+            dte_exit, max_hold = int(prm[P_DTE_EXIT]), int(prm[P_MAX_HOLD])
+            mask = masks[g]
+            # ---- 1. mark open legs at mid (a missing quote keeps the last mark)
+            for p in range(cap):
+                if not active[b, p]:
                     continue
-                leg_delta[p, i] = np.nan
-                gg = find_group(day_group_start, group_expiration, group_root, d, leg_exp[p, i], leg_root[p, i])
-                r = -1
-                if gg >= 0:
-                    lo, hi = segment(group_row_start, group_put_start, gg, leg_call[p, i])
-                    r = find_strike(strike, lo, hi, leg_k[p, i])
-                if r >= 0:
-                    leg_row_today[p, i] = r
-                    leg_mark[p, i] = 0.5 * (np.float64(bid[r]) + np.float64(ask[r]))
-                    leg_delta[p, i] = delta[r]
-                elif leg_exp[p, i] > today:
-                    gaps += 1
-                    pos_gaps[p] += 1
-
-        # ---- 2. settlement, pending exits, exit rules
-        for p in range(cap):
-            if not active[p]:
-                continue
-            nl = pos_nlegs[p]
-            share = cst[C_SLIP1 + nl - 1]
-            # legs at or past expiration settle at intrinsic value against today's close
-            expired = False
-            for i in range(nl):
-                if leg_open[p, i] and leg_exp[p, i] <= today:
-                    k = np.float64(leg_k[p, i])
-                    intrinsic = max(close[d] - k, 0.0) if leg_call[p, i] else max(k - close[d], 0.0)
-                    fee = cst[C_ASSIGNMENT_FEE] if (intrinsic > 0.0 and not leg_eur[p, i]) else 0.0
-                    cash += _close_leg(p, i, intrinsic, t, pos_contracts[p], leg_qty[p, i], fee,
-                                       pos_cash, leg_open, leg_exit_price, leg_exit_day, mult)
-                    leg_mark[p, i] = intrinsic
-                    expired = True
-            if expired and not closing[p]:
-                closing[p] = True
-                pos_reason[p] = EXIT_EXPIRATION
-            if not closing[p] and t > pos_entry[p]:
-                pnl_unit = 0.0
-                front = leg_exp[p, 0]
-                breached = False
-                for i in range(nl):
-                    pnl_unit += leg_qty[p, i] * (leg_mark[p, i] - leg_fill[p, i])
-                    front = min(front, leg_exp[p, i])
-                    if leg_qty[p, i] < 0 and leg_delta[p, i] == leg_delta[p, i] and abs(leg_delta[p, i]) >= breach:
-                        breached = True
-                basis = abs(pos_premium[p])
-                reason = 0
-                if pnl_unit >= pt * basis:
-                    reason = EXIT_PROFIT_TARGET
-                elif -pnl_unit >= sl * basis:
-                    reason = EXIT_STOP_LOSS
-                elif dte_exit >= 0 and front - today <= dte_exit:
-                    reason = EXIT_DTE
-                elif breached:
-                    reason = EXIT_DELTA_BREACH
-                elif max_hold >= 0 and today - days[pos_entry[p] + d0] >= max_hold:
-                    reason = EXIT_MAX_HOLD
-                if reason > 0:
-                    closing[p] = True
-                    pos_reason[p] = reason
-            if closing[p]:
-                # close every open leg that has a quote today; the others at their next quote
-                still_open = False
-                for i in range(nl):
-                    if not leg_open[p, i]:
+                for i in range(pos_nlegs[b, p]):
+                    leg_row_today[b, p, i] = -1
+                    if not leg_open[b, p, i]:
                         continue
-                    r = leg_row_today[p, i]
-                    if r < 0:
-                        still_open = True
-                        continue
-                    price = fill_price(bid[r], ask[r], -leg_qty[p, i], share)
-                    cash += _close_leg(p, i, price, t, pos_contracts[p], leg_qty[p, i], commission,
-                                       pos_cash, leg_open, leg_exit_price, leg_exit_day, mult)
-                if not still_open:
-                    k = pos_trade[p]
-                    tr_exit[g, k] = t
-                    tr_reason[g, k] = pos_reason[p]
-                    tr_pnl[g, k] = pos_cash[p]
-                    tr_gaps[g, k] = pos_gaps[p]
-                    if record_legs:
-                        for i in range(nl):
-                            lg_exit[g, k, i] = leg_exit_price[p, i]
-                            lg_exit_day[g, k, i] = leg_exit_day[p, i]
-                    active[p] = False
-                    n_open -= 1
+                    leg_delta[b, p, i] = np.nan
+                    if leg_seen[b, p, i] == d - 1:  # quoted yesterday: follow the link
+                        r = next_row[leg_last_row[b, p, i]]
+                    else:
+                        r = -1
+                        gg = find_group(day_group_start, group_expiration, group_root, d, leg_exp[b, p, i], leg_root[b, p, i])
+                        if gg >= 0:
+                            lo, hi = segment(group_row_start, group_put_start, gg, leg_call[b, p, i])
+                            r = find_strike(strike, lo, hi, leg_k[b, p, i])
+                    if r >= 0:
+                        leg_row_today[b, p, i] = r
+                        leg_last_row[b, p, i] = r
+                        leg_seen[b, p, i] = d
+                        leg_mark[b, p, i] = 0.5 * (np.float64(bid[r]) + np.float64(ask[r]))
+                        leg_delta[b, p, i] = delta[r]
+                    elif leg_exp[b, p, i] > today:
+                        g_gaps[b] += 1
+                        pos_gaps[b, p] += 1
 
-        # ---- 3. equity after marks and exits
-        open_value = 0.0
-        open_risk = 0.0
-        for p in range(cap):
-            if active[p]:
-                open_risk += pos_risk[p]
-                for i in range(pos_nlegs[p]):
-                    if leg_open[p, i]:
-                        open_value += pos_contracts[p] * leg_qty[p, i] * leg_mark[p, i] * mult
-        equity = cash + open_value
-
-        # ---- 4. one entry
-        if n_open < cap and mask[t]:
-            nl = build_legs(prm, d, days, day_group_start, group_expiration, group_row_start,
-                            group_put_start, strike, delta, new_rows, new_qty)
-            if nl > 0:
+            # ---- 2. settlement, pending exits, exit rules
+            for p in range(cap):
+                if not active[b, p]:
+                    continue
+                nl = pos_nlegs[b, p]
                 share = cst[C_SLIP1 + nl - 1]
-                entry_cash = 0.0
+                # legs at or past expiration settle at intrinsic value against today's close
+                expired = False
                 for i in range(nl):
-                    r = new_rows[i]
-                    new_group[i] = _group_of_row(group_row_start, day_group_start, d, r)
-                    new_fill[i] = fill_price(bid[r], ask[r], new_qty[i], share)
-                    new_k[i] = strike[r]
-                    new_call[i] = r < group_put_start[new_group[i]]
-                    entry_cash -= new_qty[i] * new_fill[i]
-                unit = risk_per_unit(st, nl, new_k, new_call, new_qty, new_fill, entry_cash, close[d],
-                                     group_european[new_group[0]], cst)
-                risk_dollars = unit * mult + 2.0 * nl * commission
-                if entry_cash != 0.0 and unit > 0.0 and equity > 0.0:
-                    contracts = math.floor(equity * prm[P_RISK_PCT] / risk_dollars)
-                    room = math.floor((equity * prm[P_MAX_TOTAL_RISK] - open_risk) / risk_dollars)
-                    contracts = min(contracts, room)
-                    if contracts >= 1:
-                        p = 0
-                        while active[p]:
-                            p += 1
-                        active[p] = True
-                        closing[p] = False
-                        n_open += 1
-                        k = n_trades
-                        n_trades += 1
-                        pos_trade[p] = k
-                        pos_entry[p] = t
-                        pos_contracts[p] = contracts
-                        pos_nlegs[p] = nl
-                        pos_premium[p] = entry_cash
-                        pos_risk[p] = contracts * risk_dollars
-                        pos_gaps[p] = 0
-                        pos_cash[p] = contracts * (entry_cash * mult - nl * commission)
-                        cash += pos_cash[p]
-                        for i in range(nl):
-                            r = new_rows[i]
-                            gi = new_group[i]
-                            leg_exp[p, i] = group_expiration[gi]
-                            leg_root[p, i] = group_root[gi]
-                            leg_eur[p, i] = group_european[gi]
-                            leg_call[p, i] = new_call[i]
-                            leg_k[p, i] = new_k[i]
-                            leg_qty[p, i] = new_qty[i]
-                            leg_fill[p, i] = new_fill[i]
-                            leg_mark[p, i] = 0.5 * (np.float64(bid[r]) + np.float64(ask[r]))
-                            leg_open[p, i] = True
-                            open_value += contracts * new_qty[i] * leg_mark[p, i] * mult
-                        equity = cash + open_value
-                        tr_entry[g, k] = t
-                        tr_exit[g, k] = -1
-                        tr_contracts[g, k] = contracts
-                        tr_premium[g, k] = entry_cash
-                        tr_risk[g, k] = contracts * risk_dollars
-                        tr_nlegs[g, k] = nl
+                    if leg_open[b, p, i] and leg_exp[b, p, i] <= today:
+                        k = np.float64(leg_k[b, p, i])
+                        intrinsic = max(close[d] - k, 0.0) if leg_call[b, p, i] else max(k - close[d], 0.0)
+                        fee = cst[C_ASSIGNMENT_FEE] if (intrinsic > 0.0 and not leg_eur[b, p, i]) else 0.0
+                        g_cash[b] += _close_leg(p, i, intrinsic, t, pos_contracts[b, p], leg_qty[b, p, i], fee,
+                                           pos_cash[b], leg_open[b], leg_exit_price[b], leg_exit_day[b], mult)
+                        leg_mark[b, p, i] = intrinsic
+                        expired = True
+                if expired and not closing[b, p]:
+                    closing[b, p] = True
+                    pos_reason[b, p] = EXIT_EXPIRATION
+                if not closing[b, p] and t > pos_entry[b, p]:
+                    pnl_unit = 0.0
+                    front = leg_exp[b, p, 0]
+                    breached = False
+                    for i in range(nl):
+                        pnl_unit += leg_qty[b, p, i] * (leg_mark[b, p, i] - leg_fill[b, p, i])
+                        front = min(front, leg_exp[b, p, i])
+                        if leg_qty[b, p, i] < 0 and leg_delta[b, p, i] == leg_delta[b, p, i] and abs(leg_delta[b, p, i]) >= breach:
+                            breached = True
+                    basis = abs(pos_premium[b, p])
+                    reason = 0
+                    if pnl_unit >= pt * basis:
+                        reason = EXIT_PROFIT_TARGET
+                    elif -pnl_unit >= sl * basis:
+                        reason = EXIT_STOP_LOSS
+                    elif dte_exit >= 0 and front - today <= dte_exit:
+                        reason = EXIT_DTE
+                    elif breached:
+                        reason = EXIT_DELTA_BREACH
+                    elif max_hold >= 0 and today - days[pos_entry[b, p] + d0] >= max_hold:
+                        reason = EXIT_MAX_HOLD
+                    if reason > 0:
+                        closing[b, p] = True
+                        pos_reason[b, p] = reason
+                if closing[b, p]:
+                    # close every open leg that has a quote today; the others at their next quote
+                    still_open = False
+                    for i in range(nl):
+                        if not leg_open[b, p, i]:
+                            continue
+                        r = leg_row_today[b, p, i]
+                        if r < 0:
+                            still_open = True
+                            continue
+                        price = fill_price(bid[r], ask[r], -leg_qty[b, p, i], share)
+                        g_cash[b] += _close_leg(p, i, price, t, pos_contracts[b, p], leg_qty[b, p, i], commission,
+                                           pos_cash[b], leg_open[b], leg_exit_price[b], leg_exit_day[b], mult)
+                    if not still_open:
+                        k = pos_trade[b, p]
+                        tr_exit[g, k] = t
+                        tr_reason[g, k] = pos_reason[b, p]
+                        tr_pnl[g, k] = pos_cash[b, p]
+                        tr_gaps[g, k] = pos_gaps[b, p]
                         if record_legs:
                             for i in range(nl):
-                                lg_strike[g, k, i] = new_k[i]
-                                lg_exp[g, k, i] = leg_exp[p, i]
-                                lg_call[g, k, i] = new_call[i]
-                                lg_qty[g, k, i] = new_qty[i]
-                                lg_entry[g, k, i] = new_fill[i]
+                                lg_exit[g, k, i] = leg_exit_price[b, p, i]
+                                lg_exit_day[g, k, i] = leg_exit_day[b, p, i]
+                        active[b, p] = False
+                        g_n_open[b] -= 1
 
-        equity_out[g, t] = equity
-        pnl_out[g, t] = equity - prev_equity
-        open_out[g, t] = n_open
-        prev_equity = equity
+            # ---- 3. equity after marks and exits
+            open_value = 0.0
+            open_risk = 0.0
+            for p in range(cap):
+                if active[b, p]:
+                    open_risk += pos_risk[b, p]
+                    for i in range(pos_nlegs[b, p]):
+                        if leg_open[b, p, i]:
+                            open_value += pos_contracts[b, p] * leg_qty[b, p, i] * leg_mark[b, p, i] * mult
+            equity = g_cash[b] + open_value
+
+            # ---- 4. one entry
+            if g_n_open[b] < cap and mask[t]:
+                nl = build_legs(prm, d, days, day_group_start, group_expiration, group_row_start,
+                                group_put_start, group_monotone, strike, delta, new_rows, new_qty)
+                if nl > 0:
+                    share = cst[C_SLIP1 + nl - 1]
+                    entry_cash = 0.0
+                    for i in range(nl):
+                        r = new_rows[i]
+                        new_group[i] = _group_of_row(group_row_start, day_group_start, d, r)
+                        new_fill[i] = fill_price(bid[r], ask[r], new_qty[i], share)
+                        new_k[i] = strike[r]
+                        new_call[i] = r < group_put_start[new_group[i]]
+                        entry_cash -= new_qty[i] * new_fill[i]
+                    unit = risk_per_unit(st, nl, new_k, new_call, new_qty, new_fill, entry_cash, close[d],
+                                         group_european[new_group[0]], cst)
+                    risk_dollars = unit * mult + 2.0 * nl * commission
+                    if entry_cash != 0.0 and unit > 0.0 and equity > 0.0:
+                        contracts = math.floor(equity * prm[P_RISK_PCT] / risk_dollars)
+                        room = math.floor((equity * prm[P_MAX_TOTAL_RISK] - open_risk) / risk_dollars)
+                        contracts = min(contracts, room)
+                        if contracts >= 1:
+                            p = 0
+                            while active[b, p]:
+                                p += 1
+                            active[b, p] = True
+                            closing[b, p] = False
+                            g_n_open[b] += 1
+                            k = g_n_trades[b]
+                            g_n_trades[b] += 1
+                            pos_trade[b, p] = k
+                            pos_entry[b, p] = t
+                            pos_contracts[b, p] = contracts
+                            pos_nlegs[b, p] = nl
+                            pos_premium[b, p] = entry_cash
+                            pos_risk[b, p] = contracts * risk_dollars
+                            pos_gaps[b, p] = 0
+                            pos_cash[b, p] = contracts * (entry_cash * mult - nl * commission)
+                            g_cash[b] += pos_cash[b, p]
+                            for i in range(nl):
+                                r = new_rows[i]
+                                gi = new_group[i]
+                                leg_exp[b, p, i] = group_expiration[gi]
+                                leg_root[b, p, i] = group_root[gi]
+                                leg_eur[b, p, i] = group_european[gi]
+                                leg_call[b, p, i] = new_call[i]
+                                leg_k[b, p, i] = new_k[i]
+                                leg_qty[b, p, i] = new_qty[i]
+                                leg_fill[b, p, i] = new_fill[i]
+                                leg_mark[b, p, i] = 0.5 * (np.float64(bid[r]) + np.float64(ask[r]))
+                                leg_open[b, p, i] = True
+                                leg_last_row[b, p, i] = r
+                                leg_seen[b, p, i] = d
+                                open_value += contracts * new_qty[i] * leg_mark[b, p, i] * mult
+                            equity = g_cash[b] + open_value
+                            tr_entry[g, k] = t
+                            tr_exit[g, k] = -1
+                            tr_contracts[g, k] = contracts
+                            tr_premium[g, k] = entry_cash
+                            tr_risk[g, k] = contracts * risk_dollars
+                            tr_nlegs[g, k] = nl
+                            if record_legs:
+                                for i in range(nl):
+                                    lg_strike[g, k, i] = new_k[i]
+                                    lg_exp[g, k, i] = leg_exp[b, p, i]
+                                    lg_root[g, k, i] = leg_root[b, p, i]
+                                    lg_call[g, k, i] = new_call[i]
+                                    lg_qty[g, k, i] = new_qty[i]
+                                    lg_entry[g, k, i] = new_fill[i]
+
+            equity_out[g, t] = equity
+            pnl_out[g, t] = equity - g_prev_equity[b]
+            open_out[g, t] = g_n_open[b]
+            g_prev_equity[b] = equity
 
     # positions still open at the end: marked P&L, reason "open_at_end"
     last = d1 - d0 - 1
-    for p in range(cap):
-        if active[p]:
-            k = pos_trade[p]
-            value = 0.0
-            for i in range(pos_nlegs[p]):
-                if leg_open[p, i]:
-                    value += pos_contracts[p] * leg_qty[p, i] * leg_mark[p, i] * mult
-                    leg_exit_price[p, i] = leg_mark[p, i]
-                    leg_exit_day[p, i] = last
-            tr_exit[g, k] = last
-            tr_reason[g, k] = EXIT_OPEN_AT_END
-            tr_pnl[g, k] = pos_cash[p] + value
-            tr_gaps[g, k] = pos_gaps[p]
-            if record_legs:
-                for i in range(pos_nlegs[p]):
-                    lg_exit[g, k, i] = leg_exit_price[p, i]
-                    lg_exit_day[g, k, i] = leg_exit_day[p, i]
-    n_trades_out[g] = n_trades
-    gaps_out[g] = gaps
+    for b in range(B):
+        g = g0 + b
+        for p in range(cap_max):
+            if active[b, p]:
+                k = pos_trade[b, p]
+                value = 0.0
+                for i in range(pos_nlegs[b, p]):
+                    if leg_open[b, p, i]:
+                        value += pos_contracts[b, p] * leg_qty[b, p, i] * leg_mark[b, p, i] * mult
+                        leg_exit_price[b, p, i] = leg_mark[b, p, i]
+                        leg_exit_day[b, p, i] = last
+                tr_exit[g, k] = last
+                tr_reason[g, k] = EXIT_OPEN_AT_END
+                tr_pnl[g, k] = pos_cash[b, p] + value
+                tr_gaps[g, k] = pos_gaps[b, p]
+                if record_legs:
+                    for i in range(pos_nlegs[b, p]):
+                        lg_exit[g, k, i] = leg_exit_price[b, p, i]
+                        lg_exit_day[g, k, i] = leg_exit_day[b, p, i]
+        n_trades_out[g] = g_n_trades[b]
+        gaps_out[g] = g_gaps[b]
 
 
 @njit(cache=True)
@@ -544,9 +613,10 @@ def _group_of_row(group_row_start, day_group_start, d, r):
 
 @njit(cache=True, parallel=True)
 def run_genomes(params, cst, masks, d0, d1, days, close, day_group_start, group_expiration,
-                group_root, group_european, group_row_start, group_put_start, strike, bid, ask,
-                delta, record_legs):
-    """Backtest every genome (row of ``params``) over days [d0, d1) in one call.
+                group_root, group_european, group_row_start, group_put_start, group_monotone, strike,
+                bid, ask, delta, next_row, record_legs, block):
+    """Backtest every genome (row of ``params``) over days [d0, d1) in one call, ``block``
+    genomes per task (``prange`` over blocks).
 
     ``masks[g, t]``: entry filter of genome g on window day t. Trade buffers hold one entry per
     day at most, so ``d1 - d0`` trades per genome always fit."""
@@ -567,6 +637,7 @@ def run_genomes(params, cst, masks, d0, d1, days, close, day_group_start, group_
     tr_nlegs = np.zeros((n_g, n_t), dtype=np.int8)
     lg_strike = np.zeros((n_g, cap_legs, MAX_LEGS), dtype=np.float32)
     lg_exp = np.zeros((n_g, cap_legs, MAX_LEGS), dtype=np.int32)
+    lg_root = np.zeros((n_g, cap_legs, MAX_LEGS), dtype=np.int16)
     lg_call = np.zeros((n_g, cap_legs, MAX_LEGS), dtype=np.bool_)
     lg_qty = np.zeros((n_g, cap_legs, MAX_LEGS), dtype=np.int8)
     lg_entry = np.zeros((n_g, cap_legs, MAX_LEGS))
@@ -574,12 +645,15 @@ def run_genomes(params, cst, masks, d0, d1, days, close, day_group_start, group_
     lg_exit_day = np.zeros((n_g, cap_legs, MAX_LEGS), dtype=np.int32)
     n_trades = np.zeros(n_g, dtype=np.int64)
     gaps = np.zeros(n_g, dtype=np.int64)
-    for g in prange(n_g):
-        run_one(g, params[g], cst, masks[g], d0, d1, days, close, day_group_start,
+    n_blocks = (n_g + block - 1) // block
+    for j in prange(n_blocks):
+        run_block(j * block, min(n_g, (j + 1) * block), params, cst, masks, d0, d1, days, close, day_group_start,
                 group_expiration, group_root, group_european, group_row_start, group_put_start,
-                strike, bid, ask, delta, record_legs, equity, pnl, n_open, tr_entry, tr_exit,
+                group_monotone, strike, bid, ask, delta, next_row, record_legs, equity, pnl, n_open,
+                tr_entry, tr_exit,
                 tr_contracts, tr_reason, tr_pnl, tr_premium, tr_risk, tr_gaps, tr_nlegs,
-                lg_strike, lg_exp, lg_call, lg_qty, lg_entry, lg_exit, lg_exit_day, n_trades, gaps)
+                lg_strike, lg_exp, lg_root, lg_call, lg_qty, lg_entry, lg_exit, lg_exit_day, n_trades,
+                gaps)
     return (equity, pnl, n_open, n_trades, gaps, tr_entry, tr_exit, tr_contracts, tr_reason,
-            tr_pnl, tr_premium, tr_risk, tr_gaps, tr_nlegs, lg_strike, lg_exp, lg_call, lg_qty,
+            tr_pnl, tr_premium, tr_risk, tr_gaps, tr_nlegs, lg_strike, lg_exp, lg_root, lg_call, lg_qty,
             lg_entry, lg_exit, lg_exit_day)

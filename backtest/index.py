@@ -1,8 +1,9 @@
 """A compact, read-only chain index of one underlying for the backtest kernels.
 
 Rows are sorted by (quote_date, expiration, root, right with calls first, strike) and stored as
-four float32 columns (strike, bid, ask, delta: 16 bytes a row); offset tables locate each day's
-expiration groups and each group's call and put rows. Everything is a plain numpy array, so the
+four float32 columns (strike, bid, ask, delta) and a link to the same contract's row on the next
+day (int32): 20 bytes a row; offset tables locate each day's expiration groups and each group's
+call and put rows. Everything is a plain numpy array, so the
 index pickles into Ray's object store and the kernels read it without copying (they never write
 to it).
 """
@@ -32,10 +33,13 @@ class ChainIndex:
     group_european: np.ndarray  # bool [n_groups]
     group_row_start: np.ndarray  # int64 [n_groups + 1], calls then puts
     group_put_start: np.ndarray  # int64 [n_groups], first put row of the group
+    group_monotone: np.ndarray  # uint8 [n_groups], bit 0: calls' |delta| never rises with strike,
+    # bit 1: puts' |delta| never falls with strike (no NaN either); lets the kernel binary-search
     strike: np.ndarray  # float32 [n_rows], ascending within (group, right)
     bid: np.ndarray  # float32 [n_rows]
     ask: np.ndarray  # float32 [n_rows]
     delta: np.ndarray  # float32 [n_rows], NaN when unknown (never selected by delta)
+    next_row: np.ndarray  # int32/int64 [n_rows], the same contract's row on the next day, or -1
     roots: tuple[str, ...] = ()
     dropped_rows: int = 0  # rows unusable for trading (bad quote, duplicate key, expired)
 
@@ -103,6 +107,25 @@ class ChainIndex:
         calls_per_group = np.bincount(group_id, weights=call, minlength=len(group_rows)).astype(np.int64)
         group_put_start = group_row_start[:-1] + calls_per_group
 
+        # link each row to the same contract's row on the next trading day (O(1) daily marks)
+        day_index = np.cumsum(new_day) - 1
+        by_contract = np.lexsort((day_index, strike, call, rt, ex))
+        a_, b_ = by_contract[:-1], by_contract[1:]
+        linked = (ex[a_] == ex[b_]) & (rt[a_] == rt[b_]) & (call[a_] == call[b_]) & (
+            strike[a_] == strike[b_]) & (day_index[b_] == day_index[a_] + 1)
+        next_row = np.full(n, -1, dtype=np.int32 if n < 2**31 else np.int64)
+        next_row[a_[linked]] = b_[linked]
+
+        # which sides are monotone in |delta| (then selection by delta is a binary search)
+        abs_delta = np.abs(a.delta[order].astype(np.float32))
+        side = 2 * group_id + (~call)  # calls (0) before puts (1) within a group
+        bad = np.isnan(abs_delta)
+        step = np.zeros(n, dtype=bool)  # row r breaks monotonicity with row r - 1 of its side
+        same_side = side[1:] == side[:-1]
+        step[1:] = same_side & np.where(call[1:], abs_delta[1:] > abs_delta[:-1], abs_delta[1:] < abs_delta[:-1])
+        broken = np.bincount(side, weights=bad | step, minlength=2 * len(group_rows)).reshape(-1, 2) > 0
+        group_monotone = (~broken[:, 0]).astype(np.uint8) | ((~broken[:, 1]).astype(np.uint8) << 1)
+
         spot = a.underlying_price[order][day_rows].astype(np.float64)
         if closes is not None and len(closes):
             by_day = pd.Series(
@@ -122,10 +145,12 @@ class ChainIndex:
             group_european=a.european[order][group_rows].astype(bool),
             group_row_start=group_row_start,
             group_put_start=group_put_start,
+            group_monotone=group_monotone,
             strike=strike,
             bid=a.bid[order].astype(np.float32),
             ask=a.ask[order].astype(np.float32),
             delta=a.delta[order].astype(np.float32),
+            next_row=next_row,
             roots=tuple(a.roots),
             dropped_rows=int(len(a) - n),
         )

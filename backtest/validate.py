@@ -14,10 +14,11 @@ the order of ``REASONS``. The checks and why each is defined the way it is:
 - ``duplicate_key``: a second row for (underlying, quote_date, root, expiration, right, strike);
   the first in input order is kept.
 - ``off_grid_strike``: a strike not on the listing grid of its trading class that day; see
-  ``strike_grid_mask`` for the (deliberately conservative) definition.
+  ``_strike_grid_mask`` for the (deliberately conservative) definition.
 - ``stale_underlying``: the day's underlying_price equals the previous quote day's exactly while
-  the spot implied by put-call parity moved by more than ``STALE_SPOT_MOVE``; all rows of that
-  underlying and day are quarantined, since every moneyness and greek computed from them is wrong.
+  the spot implied by put-call parity moved by more than ``STALE_SPOT_MOVE`` since the day that
+  price was first quoted; all rows of that underlying and day are quarantined, since every
+  moneyness and greek computed from them is wrong.
 - ``underlying_mismatch``: with daily bars given, underlying_price outside the day's [low, high]
   (close where those are missing) widened by ``BAR_TOLERANCE``; all rows of that day.
 - ``vertical_arbitrage`` / ``butterfly_arbitrage`` / ``calendar_arbitrage``: the row is a leg
@@ -51,7 +52,16 @@ from tqdm import tqdm
 from backtest.calendar import trading_days
 from backtest.errors import UserError
 from backtest.schema import CHAIN_SCHEMA, QUARANTINE_SCHEMA, conform
-from backtest.store import DATASET_JSON, Dataset, StoreError, date_to_days, days_to_date, sort_chains
+from backtest.store import (
+    CHAIN_DICTIONARY_COLUMNS,
+    CHAIN_STATISTICS_COLUMNS,
+    DATASET_JSON,
+    Dataset,
+    StoreError,
+    date_to_days,
+    days_to_date,
+    sort_chains,
+)
 from backtest.validate_nb import (
     calendar_scan,
     parity_spots,
@@ -107,12 +117,16 @@ MID_TOLERANCE = 1e-6
 # must exceed one tick, the most that rounding bid and ask to the tick can produce.
 _TICKS = (0.10, 0.05, 0.01, 0.005)
 _TICK_SHARE = 0.99
+# Tick rules change at $3 (SPX: $0.05 below, $0.10 above; penny pilot: $0.01 below, $0.05 above).
+_TICK_BAND_EDGE = 3.0
 # Vendor IVs carry about 4 decimals; total variances closer than this (relative) are not compared.
 CALENDAR_REL_TOLERANCE = 1e-3
 # IVs outside this range are vendor placeholders (deep ITM IVs of 36.0 in the SPX sample).
 MAX_PLAUSIBLE_IV = 5.0
+# validate_dataset checks partition files in batches of about this many rows (about 0.5 GB).
+BATCH_ROWS = 1_000_000
 
-# Candidate strike increments in thousandths of a dollar, largest first (see strike_grid_mask).
+# Candidate strike increments in thousandths of a dollar, largest first (see _strike_grid_mask).
 _STRIKE_STEPS_MILLI = np.array(
     [100_000, 50_000, 25_000, 10_000, 5_000, 2_500, 1_000, 500, 250, 100, 50, 10, 5, 1], dtype=np.int64
 )
@@ -122,7 +136,8 @@ _GRID_OUTLIER_SHARE = 0.01
 
 @dataclass(frozen=True)
 class DayPrice:
-    """An underlying's last validated quote day: what the stale check of the next day compares to."""
+    """An underlying's last quote day, its underlying price, and the put-call-parity spot of the
+    day that price was first quoted: what the stale check of the next day compares to."""
 
     quote_date: dt.date
     underlying_price: float
@@ -132,8 +147,9 @@ class DayPrice:
 @dataclass(frozen=True)
 class StaticArbitrage:
     """Static-arbitrage flags per input row (input order). ``mid[check]``: the row is in a
-    violation at mid prices; ``tradable[check]``: in one that trades at bid/ask (vertical,
-    butterfly). ``checked`` marks the rows that took part (valid quotes with ask > 0)."""
+    violation at mid prices (vertical, butterfly, calendar); ``tradable[check]``: in one that
+    trades at bid/ask (vertical, butterfly, calendar of American options). ``checked`` marks the
+    rows that took part (rows passing the row checks, with ask > 0)."""
 
     checked: np.ndarray
     mid: dict[str, np.ndarray]
@@ -174,8 +190,8 @@ class RowValidation:
 
 @dataclass(frozen=True)
 class _Rows:
-    """Input rows as numpy columns, in the sort order (underlying, quote_date, root, right,
-    expiration, strike, input position); ``order[i]`` is the input position of sorted row i."""
+    """Input rows as numpy columns, in the sort order (underlying, quote_date, root, expiration,
+    right, strike, input position); ``order[i]`` is the input position of sorted row i."""
 
     order: np.ndarray
     underlying: np.ndarray
@@ -206,6 +222,12 @@ class _Rows:
 
 
 def _codes(col: pa.ChunkedArray) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Integer codes of a string column and the values they stand for (one code per value)."""
+    if pa.types.is_dictionary(col.type):
+        enc = col.unify_dictionaries().combine_chunks() if col.num_chunks > 1 else col.combine_chunks()
+        values = tuple(enc.dictionary.to_pylist())
+        if len(set(values)) == len(values):
+            return enc.indices.to_numpy(zero_copy_only=False).astype(np.int32), values
     enc = pc.dictionary_encode(col.cast(pa.string()).combine_chunks())
     return enc.indices.to_numpy(zero_copy_only=False).astype(np.int32), tuple(enc.dictionary.to_pylist())
 
@@ -229,12 +251,7 @@ def _prepare(table: pa.Table) -> _Rows:
     quote_date = table["quote_date"].cast(pa.int32()).to_numpy(zero_copy_only=False)
     expiration = table["expiration"].cast(pa.int32()).to_numpy(zero_copy_only=False)
     strike = _floats(table["strike"])
-    # Arrow's sort is stable (ties keep their input order, which "keep the first duplicate"
-    # relies on); two composite integer keys sort faster than five separate ones
-    day_class = (underlying.astype(np.int64) << 48) | ((quote_date.astype(np.int64) + (1 << 31)) << 16) | root
-    side_expiry = (right.astype(np.int64) + 1 << 33) | (expiration.astype(np.int64) + (1 << 31))
-    keys = pa.table({"day_class": day_class, "side_expiry": side_expiry, "strike": strike})
-    order = pc.sort_indices(keys, sort_keys=[(k, "ascending") for k in keys.column_names]).to_numpy()
+    order = _sort_order(underlying, quote_date, root, expiration, right, strike)
     return _Rows(
         order=order,
         underlying=underlying[order],
@@ -252,6 +269,31 @@ def _prepare(table: pa.Table) -> _Rows:
         iv=_floats(table["iv"])[order],
         underlying_price=_floats(table["underlying_price"])[order],
     )
+
+
+def _sort_order(underlying, quote_date, root, expiration, right, strike) -> np.ndarray:
+    """Stable sort by (underlying, quote_date, root, expiration, right, strike): ties keep their
+    input order, which "keep the first duplicate" relies on. When the fields fit, they are packed
+    into one int64 key (strikes in thousandths), which sorts store-ordered input (already in
+    runs) almost for free; otherwise Arrow sorts the fields."""
+    n = len(strike)
+    with np.errstate(invalid="ignore"):
+        milli = np.rint(strike * 1000.0)
+        packable = bool(n) and np.isfinite(strike).all() and (np.abs(strike * 1000.0 - milli) <= 1e-4).all()
+    if packable:
+        fields = [underlying, quote_date, root, expiration, right.astype(np.int64) + 1, milli.astype(np.int64)]
+        lows = [int(f.min()) for f in fields]
+        bits = [max(int(f.max()) - low, 0).bit_length() for f, low in zip(fields, lows)]
+        if sum(bits) <= 63:
+            key = np.zeros(n, np.int64)
+            for f, low, b in zip(fields, lows, bits):
+                key = (key << b) | (f.astype(np.int64) - low)
+            return np.argsort(key, kind="stable")
+    keys = pa.table({
+        "underlying": underlying, "quote_date": quote_date, "root": root, "expiration": expiration,
+        "right": right, "strike": strike,
+    })
+    return pc.sort_indices(keys, sort_keys=[(k, "ascending") for k in keys.column_names]).to_numpy()
 
 
 # --------------------------------------------------------------------------- row checks
@@ -278,7 +320,7 @@ def _duplicates(rows: _Rows, ok: np.ndarray) -> np.ndarray:
     keys next to each other in input order, so the first of a run is kept."""
     idx = np.flatnonzero(ok)
     same = np.ones(len(idx) - 1 if len(idx) else 0, bool)
-    for k in ("underlying", "quote_date", "root", "right", "expiration", "strike"):
+    for k in ("underlying", "quote_date", "root", "expiration", "right", "strike"):
         col = getattr(rows, k)[idx]
         same &= col[1:] == col[:-1]
     out = np.zeros(len(ok), bool)
@@ -286,7 +328,7 @@ def _duplicates(rows: _Rows, ok: np.ndarray) -> np.ndarray:
     return out
 
 
-def strike_grid_mask(rows: _Rows, ok: np.ndarray) -> np.ndarray:
+def _strike_grid_mask(rows: _Rows, ok: np.ndarray) -> np.ndarray:
     """Rows whose strike is off the grid of its (underlying, quote_date, root).
 
     Definition (conservative on purpose):
@@ -303,7 +345,8 @@ def strike_grid_mask(rows: _Rows, ok: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         scaled = rows.strike * 1000.0
         milli = np.rint(scaled)
-        off_lattice = ok & (np.abs(scaled - milli) > 1e-6 * np.maximum(1.0, np.abs(scaled)))
+        # float noise in strike * 1000 stays far below 1e-4 for any listed strike
+        off_lattice = ok & (np.abs(scaled - milli) > 1e-4)
     on_lattice = ok & ~off_lattice
     off_grid = strike_grid(
         rows.starts("underlying", "quote_date", "root"), np.where(on_lattice, milli, 0).astype(np.int64),
@@ -333,7 +376,7 @@ def _row_checks(rows: _Rows) -> np.ndarray:
     _assign(reasons, rows.expiration < rows.quote_date, "expired")
     _assign(reasons, _non_trading_days(rows.quote_date), "non_trading_day")
     _assign(reasons, _duplicates(rows, reasons == 0), "duplicate_key")
-    _assign(reasons, strike_grid_mask(rows, reasons == 0), "off_grid_strike")
+    _assign(reasons, _strike_grid_mask(rows, reasons == 0), "off_grid_strike")
     return reasons
 
 
@@ -359,7 +402,7 @@ def _day_checks(
     has_good[has_good] = ok_idx[pos[has_good]] < day_starts[1:][has_good]
     price = np.full(n_days, np.nan)
     price[has_good] = rows.underlying_price[ok_idx[pos[has_good]]]
-    spot = parity_spots(day_starts, rows.root, rows.right == 1, rows.expiration, rows.strike,
+    spot = parity_spots(day_starts, rows.root, rows.expiration, rows.right == 1, rows.strike,
                         0.5 * (rows.bid + rows.ask), ok & (rows.ask > 0))
     underlying = rows.underlying[first]
     date = rows.quote_date[first]
@@ -371,23 +414,33 @@ def _day_checks(
         days = np.flatnonzero((underlying == u_code) & has_good)
         if not len(days):
             continue
-        prev = last_days.get(name)
-        prev_price = np.append(prev.underlying_price if prev else np.nan, price[days][:-1])
-        prev_spot = np.append(prev.parity_spot if prev else np.nan, spot[days][:-1])
-        with np.errstate(invalid="ignore", divide="ignore"):
-            moved = np.abs(spot[days] / prev_spot - 1.0) > STALE_SPOT_MOVE
-        stale[days] = (price[days] == prev_price) & moved
+        stale[days], last_days[name] = _stale_run(days, date, price, spot, last_days.get(name))
         if name in bars and bars[name].num_rows:
             mismatch[days] = _outside_bars(date[days], price[days], bars[name])
-        last = days[-1]
-        last_days[name] = DayPrice(days_to_date(date[last]), float(price[last]), float(spot[last]))
     day_of_row = np.repeat(np.arange(n_days), np.diff(day_starts))
     _assign(reasons, stale[day_of_row], "stale_underlying")
     _assign(reasons, mismatch[day_of_row], "underlying_mismatch")
     return last_days
 
 
+def _stale_run(days, date, price, spot, previous: DayPrice | None) -> tuple[np.ndarray, DayPrice]:
+    """Stale flags of one underlying's ``days`` (in date order) and the state for the next call.
+
+    A price is compared with the parity spot of the day it was first quoted, so a price stuck
+    for several days is caught once the market has moved far enough in total, however slowly."""
+    anchor = previous
+    stale = np.zeros(len(days), bool)
+    for i, d in enumerate(days):
+        if anchor is not None and price[d] == anchor.underlying_price:
+            stale[i] = abs(spot[d] / anchor.parity_spot - 1.0) > STALE_SPOT_MOVE
+            anchor = DayPrice(days_to_date(date[d]), anchor.underlying_price, anchor.parity_spot)
+        else:
+            anchor = DayPrice(days_to_date(date[d]), float(price[d]), float(spot[d]))
+    return stale, anchor
+
+
 def _outside_bars(dates: np.ndarray, price: np.ndarray, bars: pa.Table) -> np.ndarray:
+    bars = bars.sort_by("date")
     bar_dates = bars["date"].cast(pa.int32()).to_numpy(zero_copy_only=False)
     close = _floats(bars["close"])
     low = np.fmin(_floats(bars["low"]), close)
@@ -404,11 +457,16 @@ def _outside_bars(dates: np.ndarray, price: np.ndarray, bars: pa.Table) -> np.nd
 
 
 def _quote_ticks(rows: _Rows, eligible: np.ndarray) -> np.ndarray:
-    """Per row, the quote tick of its (underlying, quote_date): the largest of ``_TICKS`` that at
-    least 99% of the day's positive bids and asks are multiples of; 0 when none is."""
+    """Per row, the quote tick of its (underlying, quote_date) and price band: the largest of
+    ``_TICKS`` that at least 99% of the band's positive bids and asks are multiples of (0 when
+    none is); a row whose bid and ask lie in different bands takes the larger tick."""
     starts = rows.starts("underlying", "quote_date")
-    ticks = quote_ticks(starts, rows.bid, rows.ask, eligible, np.array(_TICKS), _TICK_SHARE)
-    return np.repeat(ticks, np.diff(starts))
+    ticks = quote_ticks(starts, rows.bid, rows.ask, eligible, np.array(_TICKS), _TICK_SHARE, _TICK_BAND_EDGE)
+    day = np.repeat(np.arange(len(starts) - 1), np.diff(starts))
+    with np.errstate(invalid="ignore"):
+        bid_band = (rows.bid >= _TICK_BAND_EDGE).astype(np.int64)
+        ask_band = (rows.ask >= _TICK_BAND_EDGE).astype(np.int64)
+    return np.maximum(ticks[day, bid_band], ticks[day, ask_band])
 
 
 def _arbitrage_sorted(rows: _Rows, eligible: np.ndarray) -> StaticArbitrage:
@@ -417,7 +475,7 @@ def _arbitrage_sorted(rows: _Rows, eligible: np.ndarray) -> StaticArbitrage:
     mid_tol = _quote_ticks(rows, eligible) + MID_TOLERANCE
     is_call = rows.right == 1
     mid_v, mid_b, trade_v, trade_b = strike_scan(
-        rows.starts("underlying", "quote_date", "root", "right", "expiration"),
+        rows.starts("underlying", "quote_date", "root", "expiration", "right"),
         is_call, rows.strike, rows.bid, rows.ask, eligible, mid_tol,
     )
     t_years = (rows.expiration - rows.quote_date) / 365.0
@@ -426,15 +484,16 @@ def _arbitrage_sorted(rows: _Rows, eligible: np.ndarray) -> StaticArbitrage:
         # two-sided quotes only: a zero-bid option's IV is mostly the rounding of its ask
         usable_iv = eligible & otm & (rows.bid > 0) & (t_years > 0) & (rows.iv > 0) & (rows.iv < MAX_PLAUSIBLE_IV)
     total_variance = np.where(usable_iv, rows.iv**2 * t_years, np.nan)
-    series_starts = rows.starts("underlying", "quote_date", "root", "right")
-    mid_c = calendar_scan(series_starts, rows.expiration, rows.strike, total_variance, CALENDAR_REL_TOLERANCE)
-    # American calendars: the rows of one strike of one chain side by side, by expiration
+    class_starts = rows.starts("underlying", "quote_date", "root")
+    mid_c = calendar_scan(class_starts, rows.expiration, rows.right, rows.strike, total_variance,
+                          CALENDAR_REL_TOLERANCE)
+    # American calendars: the rows of one strike and right of one class-day side by side, by expiration
     american = np.flatnonzero(eligible & rows.american)
-    chain_of = np.searchsorted(series_starts, american, side="right") - 1
-    perm = np.lexsort((rows.expiration[american], rows.strike[american], chain_of))
-    by_series, chain_sorted, strikes = american[perm], chain_of[perm], rows.strike[american][perm]
+    series = (np.searchsorted(class_starts, american, side="right") - 1) * 2 + rows.right[american]
+    perm = np.lexsort((rows.expiration[american], rows.strike[american], series))
+    by_series, series, strikes = american[perm], series[perm], rows.strike[american][perm]
     same_series = np.zeros(len(by_series), bool)
-    same_series[1:] = (chain_sorted[1:] == chain_sorted[:-1]) & (strikes[1:] == strikes[:-1])
+    same_series[1:] = (series[1:] == series[:-1]) & (strikes[1:] == strikes[:-1])
     trade_c = tradable_calendars(by_series, same_series, rows.expiration, rows.bid, rows.ask)
     return StaticArbitrage(
         checked=eligible,
@@ -492,7 +551,7 @@ def validate_rows(
     """
     table = _conformed(table, source)
     reasons, found, last_days = _classify(table, previous_days or {}, bars or {})
-    good = table.filter(pa.array(reasons == 0))
+    good = table if not reasons.any() else _filter(table, reasons == 0)
     quarantined = _quarantine_table(table, reasons, source)
     if good.num_rows + quarantined.num_rows != table.num_rows:
         raise AssertionError(f"{source}: row accounting broken: {good.num_rows} good + "
@@ -521,10 +580,17 @@ def _classify(
     return _to_input_order(rows, reasons), found, last_days
 
 
+def _filter(table: pa.Table, mask: np.ndarray) -> pa.Table:
+    """``table.filter`` column by column: several times faster on a busy machine, where Arrow's
+    table-level filter spends its time scheduling threads."""
+    keep = pa.array(mask)
+    return pa.Table.from_arrays([col.filter(keep) for col in table.columns], schema=table.schema)
+
+
 def _quarantine_table(table: pa.Table, reasons: np.ndarray, source: str) -> pa.Table:
     bad = reasons > 0
     names = np.array(("",) + REASONS, dtype=object)[reasons[bad]]
-    out = table.filter(pa.array(bad))
+    out = _filter(table, bad)
     out = out.append_column("reason", pa.array(names, pa.string())).append_column(
         "source", pa.array(np.full(out.num_rows, source, dtype=object), pa.string())
     )
@@ -532,8 +598,7 @@ def _quarantine_table(table: pa.Table, reasons: np.ndarray, source: str) -> pa.T
 
 
 def _reason_counts(reasons: np.ndarray) -> dict[str, int]:
-    counts = np.bincount(reasons, minlength=len(REASONS) + 1)
-    return {name: int(counts[i + 1]) for i, name in enumerate(REASONS)}
+    return _reason_counts_from_totals(np.bincount(reasons, minlength=len(REASONS) + 1))
 
 
 def _mid_counts(found: StaticArbitrage) -> dict[str, int]:
@@ -578,14 +643,14 @@ class _Staging:
     def __init__(self) -> None:
         self._replacements: list[tuple[Path, Path | None]] = []
 
-    def stage_table(self, target: Path, table: pa.Table | None) -> None:
-        """Replace ``target`` with ``table`` (None: remove it)."""
+    def stage_table(self, target: Path, table: pa.Table | None, **write_options: Any) -> None:
+        """Replace ``target`` with ``table`` (None: remove it); options go to pq.write_table."""
         staged = None
         if table is not None:
             target.parent.mkdir(parents=True, exist_ok=True)
             staged = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
             self._replacements.append((target, staged))
-            pq.write_table(table, staged, compression="zstd")
+            pq.write_table(table, staged, **({"compression": "zstd"} | write_options))
         else:
             self._replacements.append((target, None))
 
@@ -642,9 +707,11 @@ def _read_chain_file(ds: Dataset, path: str) -> pa.Table:
         raise _Unusable(f"{path}: all {table.num_rows} rows: schema mismatch: {exc}") from None
 
 
-def _file_units(ds: Dataset, files: list[str]) -> list[list[int]]:
-    """Group files that share a quote date (a day's rows must be validated together), in date
-    order; each group is read and checked at once, which bounds memory by the largest group."""
+def _file_batches(ds: Dataset, files: list[str]) -> list[list[int]]:
+    """Batches of file indices, in date order, each read and checked at once. Files that share a
+    quote date are always in one batch (a day's rows must be validated together); consecutive
+    groups are merged up to ``BATCH_ROWS`` rows so that per-call overheads stay small. Memory is
+    bounded by max(BATCH_ROWS, the largest group of files sharing dates)."""
     parent = list(range(len(files)))
 
     def find(i: int) -> int:
@@ -655,6 +722,7 @@ def _file_units(ds: Dataset, files: list[str]) -> list[list[int]]:
 
     owner: dict[int, int] = {}
     first_day: dict[int, int] = {}
+    rows: dict[int, int] = {}
     for i, path in enumerate(files):
         try:
             days = pq.read_table(path, columns=["quote_date"], filesystem=ds.fs)["quote_date"]
@@ -662,6 +730,7 @@ def _file_units(ds: Dataset, files: list[str]) -> list[list[int]]:
             raise _Unusable(f"{path}: cannot read column quote_date: {exc}") from None
         unique = np.unique(days.cast(pa.int32()).to_numpy(zero_copy_only=False))
         first_day[i] = int(unique[0]) if len(unique) else 0
+        rows[i] = len(days)
         for d in unique.tolist():
             if d in owner:
                 parent[find(i)] = find(owner[d])
@@ -670,7 +739,17 @@ def _file_units(ds: Dataset, files: list[str]) -> list[list[int]]:
     units: dict[int, list[int]] = {}
     for i in range(len(files)):
         units.setdefault(find(i), []).append(i)
-    return sorted(units.values(), key=lambda unit: min(first_day[i] for i in unit))
+    batches: list[list[int]] = []
+    batch_rows = 0
+    for unit in sorted(units.values(), key=lambda unit: min(first_day[i] for i in unit)):
+        unit_rows = sum(rows[i] for i in unit)
+        if batches and batch_rows + unit_rows <= BATCH_ROWS:
+            batches[-1] += unit
+            batch_rows += unit_rows
+        else:
+            batches.append(list(unit))
+            batch_rows = unit_rows
+    return batches
 
 
 def _read_bars(ds: Dataset, underlying: str) -> dict[str, pa.Table]:
@@ -715,8 +794,8 @@ def validate_dataset(path: str | os.PathLike, *, quarantine: bool = True, progre
                 previous: dict[str, DayPrice] = {}
                 u_counts = np.zeros(len(REASONS) + 1, np.int64)
                 good_dates: list[np.ndarray] = []
-                for unit in _file_units(ds, paths):
-                    tables = [_read_chain_file(ds, paths[i]) for i in unit]
+                for batch in _file_batches(ds, paths):
+                    tables = [_read_chain_file(ds, paths[i]) for i in batch]
                     combined = pa.concat_tables(tables)
                     reasons, found, previous = _classify(combined, previous, bars)
                     u_counts += np.bincount(reasons, minlength=len(REASONS) + 1)
@@ -726,7 +805,7 @@ def validate_dataset(path: str | os.PathLike, *, quarantine: bool = True, progre
                         combined["quote_date"].cast(pa.int32()).to_numpy(zero_copy_only=False)[reasons == 0]
                     )
                     offsets = np.cumsum([0] + [t.num_rows for t in tables])
-                    for k, i in enumerate(unit):
+                    for k, i in enumerate(batch):
                         file_reasons = reasons[offsets[k]:offsets[k + 1]]
                         if quarantine and (file_reasons > 0).any():
                             _stage_file(staging, ds, paths[i], tables[k], file_reasons)
@@ -734,9 +813,9 @@ def validate_dataset(path: str | os.PathLike, *, quarantine: bool = True, progre
                         progress_bar.update(1)
                 rows = int(u_counts.sum())
                 by_underlying[underlying] = {"rows": rows, "good_rows": int(u_counts[0])} | {
-                    name: int(u_counts[j + 1]) for j, name in enumerate(REASONS) if u_counts[j + 1]
+                    name: n for name, n in _reason_counts_from_totals(u_counts).items() if n
                 }
-                meta_underlyings[underlying] = _span(np.concatenate(good_dates))
+                meta_underlyings[underlying] = _span(np.concatenate(good_dates or [np.zeros(0, np.int32)]))
                 if rows and not u_counts[0]:
                     messages.append(f"{underlying}: all {rows:,} chain rows fail validation")
                 totals += u_counts
@@ -749,31 +828,37 @@ def validate_dataset(path: str | os.PathLike, *, quarantine: bool = True, progre
                 staging.commit()
         except _Unusable as exc:
             staging.discard()
-            return ValidationReport(
-                path=path, usable=False, messages=tuple(messages + [str(exc)]), files=n_files,
-                rows=int(totals.sum()), good_rows=int(totals[0]), quarantined_rows=int(totals[1:].sum()),
-                counts=_reason_counts_from_totals(totals), by_underlying=by_underlying, mid_violations=mid,
-            )
+            messages.append(str(exc))
+            return _dataset_report(path, False, messages, n_files, totals, by_underlying, mid)
         except BaseException:
             staging.discard()
             raise
+    return _dataset_report(path, True, messages, n_files, totals, by_underlying, mid, rewritten)
+
+
+def _dataset_report(path: str, usable: bool, messages: list[str], files: int, totals: np.ndarray,
+                    by_underlying: dict[str, dict[str, int]], mid: dict[str, int],
+                    rewritten: list[str] | None = None) -> ValidationReport:
     return ValidationReport(
-        path=path, usable=True, messages=tuple(messages), files=n_files, rows=int(totals.sum()),
+        path=path, usable=usable, messages=tuple(messages), files=files, rows=int(totals.sum()),
         good_rows=int(totals[0]), quarantined_rows=int(totals[1:].sum()),
         counts=_reason_counts_from_totals(totals), by_underlying=by_underlying, mid_violations=mid,
-        quarantine_applied=bool(quarantine and rewritten), rewritten_files=tuple(rewritten),
+        quarantine_applied=bool(rewritten), rewritten_files=tuple(rewritten or ()),
     )
 
 
 def _reason_counts_from_totals(totals: np.ndarray) -> dict[str, int]:
+    """Per reason, from counts indexed by reason code (index 0: good rows)."""
     return {name: int(totals[j + 1]) for j, name in enumerate(REASONS)}
 
 
 def _stage_file(staging: _Staging, ds: Dataset, path: str, table: pa.Table, reasons: np.ndarray) -> None:
     """Stage the file without its bad rows (removed when none is left) and its quarantine part."""
     rel = os.path.relpath(path, ds.root)
-    good = table.filter(pa.array(reasons == 0))
-    staging.stage_table(Path(path), sort_chains(good) if good.num_rows else None)
+    good = _filter(table, reasons == 0)
+    # written like DatasetWriter writes chain files, so readers' filters keep their statistics
+    staging.stage_table(Path(path), sort_chains(good) if good.num_rows else None,
+                        use_dictionary=CHAIN_DICTIONARY_COLUMNS, write_statistics=CHAIN_STATISTICS_COLUMNS)
     name = "validate-" + rel.replace(os.sep, "-").removesuffix(".parquet") + f"-{uuid.uuid4().hex[:8]}.parquet"
     staging.stage_table(Path(ds.root) / "quarantine" / name, _quarantine_table(table, reasons, rel))
 

@@ -1,6 +1,6 @@
 """Numba kernels of dataset validation: static-arbitrage scans along strikes and expirations.
 
-Every kernel walks rows sorted by (underlying, quote_date, root, right, expiration, strike) and
+Every kernel walks rows sorted by (underlying, quote_date, root, expiration, right, strike) and
 receives group offsets (``starts[g]:starts[g+1]`` are the rows of group g). Inputs may be
 read-only; outputs are freshly allocated boolean masks in the same (sorted) row order.
 """
@@ -65,11 +65,12 @@ def _absorb(ext, bid, ask, k):
 
 @njit(cache=True)
 def strike_scan(starts, is_call, strike, bid, ask, eligible, mid_tol):
-    """Vertical-spread and butterfly checks per (underlying, quote_date, root, right, expiration).
+    """Vertical-spread and butterfly checks per (underlying, quote_date, root, expiration, right).
 
     Returns four masks: mid_vertical, mid_butterfly (rows in an adjacent pair / triplet whose
-    mid prices break monotonicity, the slope bound or convexity by more than ``mid_tol`` of the
-    row (quotes rounded to a tick move a mid by half a tick, a spread of two mids by up to one)),
+    mid prices break monotonicity, the slope bound or convexity by more than the largest
+    ``mid_tol`` of their rows (quotes rounded to a tick move a mid by half a tick, a spread of
+    two mids by up to one)),
     trade_vertical (rows of any two-strike vertical, see ``_tradable_verticals``) and
     trade_butterfly (rows of an adjacent-strike butterfly) that trade at bid/ask for a riskless
     profit: buy at ask, sell at bid. Only ``eligible`` rows take part.
@@ -106,7 +107,8 @@ def strike_scan(starts, is_call, strike, bid, ask, eligible, mid_tol):
             else:
                 mono = mi - mj  # put prices must not fall with strike
                 slope = mj - mi - width
-            if mono > mid_tol[j] or slope > mid_tol[j]:
+            tol = max(mid_tol[i], mid_tol[j])
+            if mono > tol or slope > tol:
                 mid_v[i] = True
                 mid_v[j] = True
         for a in range(1, m - 1):
@@ -117,7 +119,7 @@ def strike_scan(starts, is_call, strike, bid, ask, eligible, mid_tol):
             w_lo = (strike[hi] - strike[mid]) / span
             w_hi = (strike[mid] - strike[lo]) / span
             fly_mid = (w_lo * (bid[lo] + ask[lo]) + w_hi * (bid[hi] + ask[hi]) - (bid[mid] + ask[mid])) * 0.5
-            if fly_mid < -mid_tol[mid]:
+            if fly_mid < -max(mid_tol[lo], mid_tol[mid], mid_tol[hi]):
                 mid_b[lo] = True
                 mid_b[mid] = True
                 mid_b[hi] = True
@@ -130,56 +132,63 @@ def strike_scan(starts, is_call, strike, bid, ask, eligible, mid_tol):
 
 
 @njit(cache=True)
-def calendar_scan(starts, expiration, strike, total_variance, rel_tol):
-    """Calendar check in total variance per (underlying, quote_date, root, right).
+def _calendar_pair(front_lo, front_hi, back_lo, back_hi, strike, w, rel_tol, bad):
+    """Flag front-block rows whose total variance exceeds the back block's at the same strike
+    (linear interpolation between the back block's usable strikes; none outside their range).
+    Both blocks ascend in strike, so one pointer walks the back block."""
+    below = -1  # the last usable back row with a strike below k
+    p = back_lo
+    for r in range(front_lo, front_hi):
+        if np.isnan(w[r]):
+            continue
+        k = strike[r]
+        while p < back_hi and (np.isnan(w[p]) or strike[p] < k):
+            if not np.isnan(w[p]):
+                below = p
+            p += 1
+        if p == back_hi:
+            return
+        if strike[p] == k:
+            w_back = w[p]
+        elif below < 0:
+            continue
+        else:
+            x = (k - strike[below]) / (strike[p] - strike[below])
+            w_back = w[below] + x * (w[p] - w[below])
+        if w[r] > w_back * (1.0 + rel_tol):
+            bad[r] = True
 
-    ``total_variance`` is iv^2 * T for rows that take part and NaN for the others. Each row of an
-    expiration is compared with the next later expiration at the same strike (linear
-    interpolation between its listed strikes; the same day's spot makes equal strike equal
-    moneyness); w must not fall with T. Returns the mask of the earlier-expiration rows whose total
-    variance exceeds the later expiration's.
+
+@njit(cache=True)
+def calendar_scan(starts, expiration, right, strike, total_variance, rel_tol):
+    """Calendar check in total variance per (underlying, quote_date, root) block, whose rows are
+    sorted by (expiration, right, strike).
+
+    ``total_variance`` is iv^2 * T for rows that take part and NaN for the others. Each row is
+    compared with the next later expiration of the same right that has usable rows, at the same
+    strike (the same day's spot makes equal strike equal moneyness); w must not fall with T.
+    Returns the mask of the earlier-expiration rows whose total variance exceeds the later one's.
     """
-    n = len(strike)
-    bad = np.zeros(n, np.bool_)
-    # compacted rows of the group with a usable total variance, and their expiration blocks
-    rows = np.empty(n, np.int64)
-    ks = np.empty(n, np.float64)
-    ws = np.empty(n, np.float64)
+    bad = np.zeros(len(strike), np.bool_)
+    prev_lo = np.empty(2, np.int64)  # per right (0 put, 1 call): last block with usable rows
+    prev_hi = np.empty(2, np.int64)
     for g in range(len(starts) - 1):
-        m = 0
-        for i in range(starts[g], starts[g + 1]):
-            if not np.isnan(total_variance[i]):
-                rows[m] = i
-                ks[m] = strike[i]
-                ws[m] = total_variance[i]
-                m += 1
-        a = 0
-        while a < m:
-            b = a
-            while b < m and expiration[rows[b]] == expiration[rows[a]]:
-                b += 1
-            if b == m:
-                break
-            c = b
-            while c < m and expiration[rows[c]] == expiration[rows[b]]:
-                c += 1
-            # [a, b) is one expiration, [b, c) the next later one; both ascending in strike, so
-            # one pointer p walks the later block for the linear interpolation in strike
-            p = b
-            for r in range(a, b):
-                k = ks[r]
-                if k < ks[b] or k > ks[c - 1]:
-                    continue
-                while ks[p] < k:
-                    p += 1
-                if ks[p] == k:
-                    w_next = ws[p]
-                else:
-                    x = (k - ks[p - 1]) / (ks[p] - ks[p - 1])
-                    w_next = ws[p - 1] + x * (ws[p] - ws[p - 1])
-                if ws[r] > w_next * (1.0 + rel_tol):
-                    bad[rows[r]] = True
-            a = b
+        prev_lo[:] = -1
+        lo = starts[g]
+        end = starts[g + 1]
+        while lo < end:
+            hi = lo
+            usable = False
+            while hi < end and expiration[hi] == expiration[lo] and right[hi] == right[lo]:
+                usable |= not np.isnan(total_variance[hi])
+                hi += 1
+            side = right[lo]
+            if usable and side >= 0:
+                if prev_lo[side] >= 0:
+                    _calendar_pair(prev_lo[side], prev_hi[side], lo, hi, strike, total_variance, rel_tol, bad)
+                prev_lo[side] = lo
+                prev_hi[side] = hi
+            lo = hi
     return bad
 
 
@@ -226,69 +235,72 @@ def strike_grid(starts, milli, ok, steps, min_strikes, outlier_share):
 
 
 @njit(cache=True)
-def quote_ticks(starts, bid, ask, eligible, ticks, min_share):
-    """Per block (one underlying on one day), the largest of ``ticks`` (descending) that at
-    least ``min_share`` of the positive bids and asks are whole multiples of; 0 when none is."""
-    out = np.zeros(len(starts) - 1)
+def quote_ticks(starts, bid, ask, eligible, ticks, min_share, band_edge):
+    """Quote ticks per block (one underlying on one day) and price band (below / from
+    ``band_edge`` dollars, as in the $0.05 / $0.10 SPX and $0.01 / $0.05 penny-pilot rules):
+    the largest of ``ticks`` (descending) that at least ``min_share`` of the band's positive bids
+    and asks are whole multiples of; 0 when none is. Returns an array (blocks, 2)."""
+    out = np.zeros((len(starts) - 1, 2))
+    on_tick = np.zeros((2, len(ticks)), np.int64)
+    quoted = np.zeros(2, np.int64)
     for g in range(len(starts) - 1):
-        for tick in ticks:
-            quoted = 0
-            on_tick = 0
-            for i in range(starts[g], starts[g + 1]):
-                if not eligible[i]:
-                    continue
-                for price in (bid[i], ask[i]):
-                    if price > 0:
-                        quoted += 1
-                        x = price / tick
+        on_tick[:] = 0
+        quoted[:] = 0
+        for i in range(starts[g], starts[g + 1]):
+            if not eligible[i]:
+                continue
+            for price in (bid[i], ask[i]):
+                if price > 0:
+                    band = 1 if price >= band_edge else 0
+                    quoted[band] += 1
+                    for t in range(len(ticks)):
+                        x = price / ticks[t]
                         if abs(x - np.rint(x)) < 1e-6:
-                            on_tick += 1
-            if quoted > 0 and on_tick >= min_share * quoted:
-                out[g] = tick
-                break
+                            on_tick[band, t] += 1
+        for band in range(2):
+            for t in range(len(ticks)):
+                if quoted[band] > 0 and on_tick[band, t] >= min_share * quoted[band]:
+                    out[g, band] = ticks[t]
+                    break
     return out
 
 
 @njit(cache=True)
-def parity_spots(day_starts, root, is_call, expiration, strike, mid, quoted):
-    """Spot implied by put-call parity per day block: in the nearest expiration (on or after the
-    day) with a quoted call and put at one strike, the pair with the closest mids gives
-    K + C - P; NaN where no pair exists. Rows are sorted (root, right, expiration, strike)
-    inside a day, puts before calls, so each root's two sides merge in one pass."""
+def parity_spots(day_starts, root, expiration, is_call, strike, mid, quoted):
+    """Spot implied by put-call parity per day block: in the nearest expiration with a quoted call
+    and put at one strike, the pair with the closest mids gives K + C - P; NaN where no pair
+    exists. Inside a day, rows are sorted (root, expiration, right, strike): each (root,
+    expiration) block holds its puts then its calls, merged by strike in one pass."""
     out = np.full(len(day_starts) - 1, np.nan)
     for d in range(len(day_starts) - 1):
         best_exp = np.iinfo(np.int64).max
         best_gap = np.inf
-        r0 = day_starts[d]
+        i = day_starts[d]
         end = day_starts[d + 1]
-        while r0 < end:
-            r1 = r0
-            while r1 < end and root[r1] == root[r0]:
-                r1 += 1
-            c = r0  # first call of this root
-            while c < r1 and not is_call[c]:
-                c += 1
-            p = r0
-            while p < c and c < r1:
-                if not quoted[p]:
-                    p += 1
-                    continue
-                if not quoted[c]:
-                    c += 1
-                    continue
-                if expiration[p] < expiration[c] or (expiration[p] == expiration[c] and strike[p] < strike[c]):
-                    p += 1
-                elif expiration[c] < expiration[p] or strike[c] < strike[p]:
-                    c += 1
-                else:
-                    gap = abs(mid[c] - mid[p])
-                    if expiration[c] < best_exp or (expiration[c] == best_exp and gap < best_gap):
-                        best_exp = expiration[c]
-                        best_gap = gap
-                        out[d] = strike[c] + mid[c] - mid[p]
-                    p += 1
-                    c += 1
-            r0 = r1
+        while i < end:
+            j = i
+            while j < end and root[j] == root[i] and expiration[j] == expiration[i]:
+                j += 1
+            if expiration[i] <= best_exp:
+                puts_end = i
+                while puts_end < j and not is_call[puts_end]:
+                    puts_end += 1
+                p = i
+                c = puts_end
+                while p < puts_end and c < j:
+                    if not quoted[p] or strike[p] < strike[c]:
+                        p += 1
+                    elif not quoted[c] or strike[c] < strike[p]:
+                        c += 1
+                    else:
+                        gap = abs(mid[c] - mid[p])
+                        if expiration[i] < best_exp or gap < best_gap:
+                            best_exp = expiration[i]
+                            best_gap = gap
+                            out[d] = strike[c] + mid[c] - mid[p]
+                        p += 1
+                        c += 1
+            i = j
     return out
 
 

@@ -15,6 +15,9 @@ from backtest.bs_market import make_chains, to_index
 from backtest.costs import Costs
 from backtest.dna import StructureDNA, StructureType as T
 from backtest.engine import run, run_many
+from backtest.engine_nb import pick_by_delta
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 D0 = dt.date(2021, 3, 1)  # Monday
 FRONT = dt.date(2021, 3, 31)  # 30 DTE
@@ -289,3 +292,15 @@ def test_look_ahead_canary(bs_market):
     pd.testing.assert_frame_equal(entries(a).reset_index(drop=True), entries(b).reset_index(drop=True))
     assert len(done_a) >= 2
     assert not a.equity["equity"].equals(b.equity["equity"])  # the perturbation mattered
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps=st.lists(st.sampled_from([0.0, 0.0, 0.05, 0.1, 0.125]), min_size=1, max_size=12),
+       target=st.sampled_from([0.0, 0.05, 0.1, 0.2, 0.25, 0.3, 0.5, 0.7, 1.0]), is_call=st.booleans())
+def test_binary_search_by_delta_equals_scan(steps, target, is_call):
+    """On monotone sides (plateaus included) the binary search picks the scan's row."""
+    levels = np.minimum(np.cumsum(steps), 1.0)  # |delta| rising with strike (puts)
+    abs_delta = levels[::-1] if is_call else levels
+    delta = (abs_delta if is_call else -abs_delta).astype(np.float32)
+    n = len(delta)
+    assert pick_by_delta(delta, 0, n, target, is_call, True) == pick_by_delta(delta, 0, n, target, is_call, False)

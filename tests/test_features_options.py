@@ -131,7 +131,7 @@ def _synthetic_chain(n_days=30, seed=3):
 
 
 def test_kernel_matches_independent_pandas_implementation():
-    chain = _synthetic_chain()
+    chain = _synthetic_chain(n_days=12)
     pd.testing.assert_frame_equal(daily_raw(chain), daily_raw_pandas(chain), rtol=1e-9, atol=1e-12)
 
 
@@ -174,3 +174,11 @@ def test_history_features_by_hand():
     expected = 1.0 if oi_chg > 0.05 and ret5 > 0.02 else -1.0 if oi_chg > 0.05 and ret5 < -0.02 else \
         -0.5 if oi_chg < -0.05 and ret5 > 0.02 else 0.0
     assert f["trend_signal"].iloc[40] == expected
+    assert f["pcr_change"].iloc[30] == pytest.approx(pcr.iloc[30] - pcr.iloc[29])
+    z = f["pcr_zscore"]
+    assert (f["sentiment_signal"] == np.select([z < -2, z > 2], [-1.0, 1.0], 0.0)).iloc[20:].all()
+    assert (f["gamma_signal"] == (f["max_gamma_distance_pct"].abs() < 0.03)).all()
+    iv = raw["atm_iv_30d"]
+    assert f["iv_change_pct"].iloc[30] == pytest.approx(iv.iloc[30] / iv.iloc[29] - 1)
+    assert f["iv_rank"].iloc[60] == pytest.approx((iv.iloc[60] - iv.iloc[:61].min()) / (iv.iloc[:61].max() - iv.iloc[:61].min()))
+    assert f["iv_percentile"].iloc[60] == pytest.approx((iv.iloc[:61] <= iv.iloc[60]).mean())

@@ -108,3 +108,22 @@ def test_regime_assignments_loaded_and_validated(tmp_path):
                              "underlying": ["SPY", "QQQ"]}), path)
     codes, labels = regimes.load_regime_assignments(path, "QQQ")
     assert labels == ("b",) and len(codes) == 1
+
+
+def test_regime_family_features_by_hand():
+    from models.features.table import days_in_regime, regime_family_features
+
+    codes = pd.Series([np.nan, 0, 0, 1, 1, 1, 1, 1, 1, 1, 0], dtype=float)
+    assert days_in_regime(codes).tolist()[1:] == [1, 2, 1, 2, 3, 4, 5, 6, 7, 1] and np.isnan(days_in_regime(codes)[0])
+    n = 4
+    f = pd.DataFrame({
+        "vix": [14.0, 22.0, 26.0, np.nan], "vix_rank": [0.1, 0.6, 0.9, 0.5], "hv_iv_ratio": [0.5, 1.0, 0.7, 0.7],
+        "price_vs_sma50": [0.02, -0.01, -0.03, 0.01], "sma_50": [101.0, 99.0, 98.0, 100.0],
+        "sma_200": [100.0, 100.0, 100.0, np.nan]}, index=pd.bdate_range("2021-01-04", periods=n))
+    out = regime_family_features(f)
+    assert out["regime_rule"].tolist()[:3] == [0, 2, 1] and np.isnan(out["regime_rule"].iloc[3])
+    assert out["regime_change_1w"].tolist()[:3] == [0, 1, 1]
+    assert out["vix_above_20"].tolist()[:3] == [0, 1, 1] and out["vix_above_25"].tolist()[:3] == [0, 0, 1]
+    assert out["vix_below_15"].tolist()[:3] == [1, 0, 0] and np.isnan(out["vix_below_15"].iloc[3])
+    assert out["hv_iv_contraction"].tolist() == [1, 0, 0, 0] and out["hv_iv_expansion"].tolist() == [0, 1, 0, 0]
+    assert out["trend_regime"].tolist()[:3] == [1, -1, -1] and np.isnan(out["trend_regime"].iloc[3])

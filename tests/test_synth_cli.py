@@ -139,5 +139,5 @@ def test_demo_generates_then_reuses(tmp_path, monkeypatch):
     assert "synthesizing" in r.output and "mean 30-day ATM IV" in r.output and "validation" in r.output
     created = json.loads((tmp_path / "demo" / "data" / "dataset.json").read_text())["created"]
     r = _run("demo", "--out", str(tmp_path / "demo"))
-    assert "reusing" in r.output
+    assert "reusing" in r.output and "quarantine_applied=True" not in r.output  # a reused market is left as is
     assert json.loads((tmp_path / "demo" / "data" / "dataset.json").read_text())["created"] == created

@@ -5,6 +5,7 @@ import datetime as dt
 import json
 import re
 from dataclasses import asdict
+from functools import lru_cache
 from itertools import groupby
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -29,6 +30,9 @@ from backtest.synth.model import (
 from backtest.synth.plants import Plant
 
 MODES = ("realistic", "null", "planted")
+
+# The listing depends only on the day: symbols and repeated runs share it.
+_listed_expirations = lru_cache(maxsize=16384)(listed_expirations)
 GENERATOR_VERSION = 1
 BURN_IN_DAYS = 252
 _SYMBOL = re.compile(r"^[A-Z][A-Z0-9.]{0,9}$")
@@ -109,7 +113,6 @@ class SymbolMarket:
             self.long_run = self.spot_variance
             self.premium = np.zeros(n)
             self.ssvi = (0.0, 0.0, m.ssvi_gamma)  # flat: BSM at the true constant vol
-        self._daily_log_ret = log_ret
 
     def bars(self) -> pa.Table:
         """Daily OHLCV: the open gaps from the prior close, high/low bracket open and close."""
@@ -163,7 +166,7 @@ class SymbolMarket:
         q, p = self.quotes, self.profile
         pair_day, pair_exp = [], []
         for i in day_idx:
-            for e in listed_expirations(self.days[i], q.weekly_horizon_days, q.horizon_days):
+            for e in _listed_expirations(self.days[i], q.weekly_horizon_days, q.horizon_days):
                 pair_day.append(i)
                 pair_exp.append(e)
         pair_day = np.array(pair_day)

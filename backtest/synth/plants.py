@@ -20,8 +20,8 @@ File format (see ``configs/planted_example.yaml``)::
         regimes: [calm]                # calm and/or stressed
         vol_points: 4.0                # + rich (sellers profit), - cheap (buyers profit)
         underlyings: [SPY]             # optional; default: every symbol
-        taper_delta: 0.05              # optional, default 0.05
-        taper_days: 5                  # optional, default 5
+        taper_delta: 0.15              # optional, default 0.15
+        taper_days: 30                 # optional, default 30
 """
 from __future__ import annotations
 
@@ -65,8 +65,10 @@ class Plant(BaseModel):
     regimes: tuple[Regime, ...] = Field(min_length=1)
     vol_points: float
     underlyings: tuple[str, ...] | None = None
-    taper_delta: float = Field(default=0.05, ge=0.0, le=0.5)
-    taper_days: float = Field(default=5.0, ge=0.0, le=90.0)
+    # defaults wide enough that a few vol points leave no tradable (bid/ask) vertical or
+    # calendar arbitrage: a steeper fade makes the far edge of the band dearer than its neighbours
+    taper_delta: float = Field(default=0.15, ge=0.0, le=0.5)
+    taper_days: float = Field(default=30.0, ge=0.0, le=90.0)
 
     @field_validator("dte")
     @classmethod

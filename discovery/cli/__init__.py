@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, str] = {
     "discover": "discovery.cli.discover:discover",
     "backtest": "discovery.cli.backtest_cmd:backtest",
     "demo": "discovery.cli.demo:demo",
+    "baselines": "discovery.cli.baselines:baselines",
 }
 
 # one-line summaries shown by `osd --help` without importing the subcommand modules
@@ -30,6 +31,7 @@ SUMMARIES: dict[str, str] = {
     "discover": "Search option structures and report which survive the honesty tests.",
     "backtest": "Backtest one option structure (DNA) on a dataset and report its metrics.",
     "demo": "Synthesize the demo market (realistic SPY with a planted edge) and show it.",
+    "baselines": "Run the seeds' hand-designed strategies with the same engine and costs.",
 }
 
 

@@ -47,7 +47,7 @@ def _ray_dask_map(workers: int):
 
 
 @click.command()
-@click.option("--data", "data", required=True, help="Dataset directory (or URI) to build features for.")
+@click.option("--data", "data", required=True, help="Dataset directory to build features for (written to DIR/features/).")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Parallel workers (default: the number of CPU cores).")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,

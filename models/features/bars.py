@@ -81,6 +81,7 @@ def garch_forecast(log_returns: pd.Series) -> pd.Series:
     returns so far (parameters fitted with the ``arch`` package on data <= the refit day; between
     refits the variance recursion runs on with the last parameters)."""
     from arch import arch_model
+    from threadpoolctl import threadpool_limits
 
     r = log_returns.to_numpy() * 100.0  # percent returns keep the optimiser well scaled
     out = np.full(len(r), np.nan)
@@ -94,8 +95,10 @@ def garch_forecast(log_returns: pd.Series) -> pd.Series:
         seen = t - first + 1
         if seen >= GARCH_MIN_OBS and (seen - GARCH_MIN_OBS) % GARCH_REFIT_EVERY == 0:
             sample = r[first:t + 1]
-            res = arch_model(sample[~np.isnan(sample)], mean="Constant", vol="GARCH", p=1, q=1,
-                             rescale=False).fit(disp="off")
+            model = arch_model(sample[~np.isnan(sample)], mean="Constant", vol="GARCH", p=1, q=1, rescale=False)
+            with threadpool_limits(1):  # small fits; BLAS threads only contend
+                # the previous fit is a good start: refits on a longer window move little
+                res = model.fit(disp="off", starting_values=None if params is None else params.to_numpy())
             params = res.params
             var = float(res.conditional_volatility[-1] ** 2)
             resid = sample[~np.isnan(sample)][-1] - params["mu"]

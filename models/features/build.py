@@ -5,9 +5,11 @@ The expensive part, the per-day options aggregates, runs in parallel over date p
 Ray); it is also stored (``_raw/year=YYYY.parquet``) so that a later build computes only the days
 not yet present. The history-dependent features are then recomputed over all days from the
 stored aggregates, which is cheap and, every feature being causal, leaves the values of days
-already written unchanged; only the years that gained days are rewritten. Every file is written
-under a temporary name and renamed; the aggregates are written last, so an interrupted build
-recomputes the missing days next time.
+already written unchanged; only the years that gained days are rewritten (all years when the
+set of regime labels changed, e.g. a new regime file). Every file is written under a temporary
+name and renamed; the aggregates are written last, so an interrupted build recomputes the
+missing days next time. Chains may be read from any URI the store reads; the feature table is
+written to a local dataset directory.
 """
 from __future__ import annotations
 
@@ -136,11 +138,17 @@ def _vix(ds: Dataset, underlying: str) -> pd.Series | None:
     return pd.Series(t["close"].to_numpy(float), index=pd.DatetimeIndex(pd.to_datetime(t["date"]), name="date"))
 
 
-def supplied_regimes(data: str | os.PathLike, underlying: str, user_file: str | None = None) -> dict:
+def supplied_regimes(ds: Dataset, underlying: str, user_file: str | None = None) -> dict:
     """Regime tables found for ``underlying``: the user's (``--regimes`` or
-    DIR/regime_assignments.parquet) as classifier ``user``."""
+    DIR/regime_assignments.parquet) as classifier ``user``; the dataset's own regime table
+    (DIR/regimes/underlying=S/) as ``synthetic`` when the synthetic market wrote it (its ground
+    truth), else as ``dataset``."""
     found = {}
-    user = Path(user_file) if user_file else Path(data) / regimes.REGIME_ASSIGNMENTS
+    table = ds.read_regimes(underlying)
+    if table is not None:
+        name = "synthetic" if "generator" in ds.meta else "dataset"
+        found[name] = regimes.regime_codes(table, f"{ds.uri}/regimes/underlying={underlying}", underlying)
+    user = Path(user_file) if user_file else Path(ds.uri) / regimes.REGIME_ASSIGNMENTS
     if user_file and not user.exists():
         raise UserError(f"{user}: regime assignments file not found")
     if user.exists():
@@ -203,7 +211,7 @@ def build_features(data: str | os.PathLike, *, mapper: Mapper = map, rebuild: bo
     summaries = []
     for u, stored in pending.items():
         added = [r for r in new_raw[u] if len(r)]
-        supplied = supplied_regimes(data, u, regimes_file)
+        supplied = supplied_regimes(ds, u, regimes_file)
         # a changed set of supplied regime tables or labels re-encodes every stored year
         labels_now = {**{k: list(v) for k, v in regimes.FIXED_LABELS.items()},
                       **{k: list(names) for k, (_, names) in supplied.items()}}

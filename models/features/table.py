@@ -44,17 +44,17 @@ class MarketInputs:
     supplied_regimes: dict[str, tuple[pd.Series, tuple[str, ...]]] = field(default_factory=dict)
 
 
-def _days_in_regime(codes: pd.Series) -> pd.Series:
+def days_in_regime(codes: pd.Series) -> pd.Series:
     """1 on the first day of a regime, counting up while it lasts; NaN where unknown."""
     change = codes.ne(codes.shift(1)).cumsum()
     return codes.groupby(change).cumcount().add(1.0).where(codes.notna())
 
 
-def _regime_family(f: pd.DataFrame) -> pd.DataFrame:
+def regime_family_features(f: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(index=f.index)
     code = regimes.rule_regime(f["vix"], f["vix_rank"], f["hv_iv_ratio"])
     out["regime_rule"] = code
-    out["days_in_regime"] = _days_in_regime(code)
+    out["days_in_regime"] = days_in_regime(code)
     changed = code.ne(code.shift(1)) & code.shift(1).notna()
     out["regime_change_1w"] = flag(changed.astype(float).rolling(5, min_periods=1).max() > 0, code)
     vix = f["vix"]
@@ -103,7 +103,7 @@ def build_table(raw: pd.DataFrame, inputs: MarketInputs) -> tuple[pd.DataFrame, 
         vix_part = pd.DataFrame(np.nan, index=days, columns=list(VIX_FEATURES))
 
     table = pd.concat([opt, bar_part, vix_part], axis=1)
-    table = pd.concat([table, _regime_family(table), classifiers, edge_features(table)], axis=1)
+    table = pd.concat([table, regime_family_features(table), classifiers, edge_features(table)], axis=1)
     labels = {name: regimes.FIXED_LABELS[name] for name in ("rule", "machine", "gmm")}
     supplied = {regimes.column(name): codes.reindex(days) for name, (codes, _) in inputs.supplied_regimes.items()}
     labels.update({name: names for name, (_, names) in inputs.supplied_regimes.items()})

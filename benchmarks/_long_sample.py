@@ -1,6 +1,6 @@
-"""A minimal reader of the real SPX 2019 sample ("long" CSV) into CHAIN_SCHEMA rows.
+"""A minimal reader of the real "long" CSV samples (SPX 2019, SPY 2021) into CHAIN_SCHEMA rows.
 
-Only for the validation tests and benchmark: it maps the sample's columns and nothing more
+Only for the validation tests and benchmark: it maps the samples' columns and nothing more
 (the full importer, with its error handling and IV engine, lives in backtest/importers).
 """
 from __future__ import annotations
@@ -19,15 +19,19 @@ _COLUMN_TYPES = {
     "type": pa.string(), "expiration": _DATE, "quotedate": _DATE, "strike": pa.float64(),
     "last": pa.float64(), "bid": pa.float64(), "ask": pa.float64(), "volume": pa.int64(),
     "openinterest": pa.int64(), "impliedvol": pa.float64(), "delta": pa.float64(), "gamma": pa.float64(),
+    "theta": pa.float64(), "vega": pa.float64(),  # only in the SPY sample
 }
+_EUROPEAN_ROOTS = {"SPX", "SPXW"}
 
 
-def read_spx_long(path: str | Path) -> pa.Table:
-    """One daily file of the sample as a CHAIN_SCHEMA table (trading class from optionroot)."""
+def read_long_sample(path: str | Path) -> pa.Table:
+    """One file of a sample as a CHAIN_SCHEMA table (trading class from optionroot; SPX/SPXW
+    European, everything else American)."""
     raw = pacsv.read_csv(
         path,
         convert_options=pacsv.ConvertOptions(
-            column_types=_COLUMN_TYPES, timestamp_parsers=["%m/%d/%Y"], include_columns=list(_COLUMN_TYPES)
+            column_types=_COLUMN_TYPES, timestamp_parsers=["%m/%d/%Y", "%Y-%m-%d"],
+            include_columns=list(_COLUMN_TYPES), include_missing_columns=True,
         ),
     )
     # optionroot is ROOT + YYMMDD + C/P + strike*1000 (8 digits): the root is what precedes the last 15
@@ -41,7 +45,7 @@ def read_spx_long(path: str | Path) -> pa.Table:
         "expiration": raw["expiration"].cast(pa.date32()),
         "strike": raw["strike"],
         "right": right,
-        "style": pa.repeat("E", raw.num_rows).cast(pa.string()) if raw.num_rows else pa.array([], pa.string()),
+        "style": pc.if_else(pc.is_in(root, pa.array(sorted(_EUROPEAN_ROOTS))), "E", "A"),
         "bid": raw["bid"],
         "ask": raw["ask"],
         "last": raw["last"],
@@ -50,6 +54,8 @@ def read_spx_long(path: str | Path) -> pa.Table:
         "iv": raw["impliedvol"],
         "delta": raw["delta"],
         "gamma": raw["gamma"],
+        "theta": raw["theta"],
+        "vega": raw["vega"],
         "underlying_price": raw["underlying_last"],
     })
     return conform(table, CHAIN_SCHEMA)
