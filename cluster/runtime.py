@@ -52,9 +52,11 @@ def _check_reachable(host: str, port: int) -> None:
         raise UserError(f"cannot reach the Ray cluster at {host}:{port}: {exc.strerror or exc}") from None
 
 
+CODE_ROOT = str(Path(__file__).resolve().parents[1])
+
+
 def worker_env() -> dict[str, str]:
-    """Environment every Ray worker needs: the fixed numba cache and one numba thread per worker
-    unless the user chose otherwise."""
+    """Environment every Ray worker needs: the fixed numba cache dir."""
     return {"NUMBA_CACHE_DIR": NUMBA_CACHE_DIR}
 
 
@@ -92,6 +94,8 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None,
             # generated token would otherwise be written to the user's home directory.
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")
             os.environ.update(LOOPBACK_ENV)
+            # workers of a private cluster import this checkout, not whatever is installed
+            runtime_env["env_vars"]["PYTHONPATH"] = CODE_ROOT
             ray.init(address="local", num_cpus=num_cpus, include_dashboard=include_dashboard, runtime_env=runtime_env,
                      _node_ip_address="127.0.0.1", configure_logging=False)
     try:
