@@ -104,6 +104,11 @@ def market_for(context: EvalContext) -> Market:
     return _MARKETS[context]
 
 
+def install_market(context: EvalContext, market: Market) -> None:
+    """Use ``market`` (e.g. read from a cluster's object store) as this process's market of ``context``."""
+    _MARKETS[context] = market
+
+
 def gate_mask(dna: StructureDNA, market: Market) -> np.ndarray:
     """Days on which the genome's entry filters pass (regime set and IV-percentile band)."""
     mask = np.ones(market.index.n_days, dtype=bool)
