@@ -28,6 +28,7 @@ from backtest.errors import UserError
 
 
 _pool_ids = itertools.count()
+PLACEMENT_SECONDS = 60.0   # how long a new evaluator may take to start
 NODE_CHECK_SECONDS = 2.0  # how often a waiting driver checks that busy evaluators' nodes are alive
 
 
@@ -127,13 +128,20 @@ class RayMap:
             node = nodes[len(self.evaluators) % len(nodes)]
             self.evaluators.append(Evaluator.options(
                 name=f"evaluator-{self.pool_id}-{next(self._names)}",
-                scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=True),
+                # soft + spill: a busy or departed target node sends the actor elsewhere instead of queueing it
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=True,
+                                                                   _spill_on_unavailable=True),
             ).remote())
+        missing = {e.stats.remote(): e for e in self.evaluators if e not in self.node_of}
+        placed, unplaced = ray.wait(list(missing), num_returns=len(missing), timeout=PLACEMENT_SECONDS) \
+            if missing else ([], [])
+        for ref in placed:
+            self.node_of[missing[ref]] = ray.get(ref)["node_id"]
+        for ref in unplaced:  # no CPU for it after all (e.g. a node is leaving): do without
+            self.evaluators.remove(missing[ref])
+            ray.kill(missing[ref])
         if not self.evaluators:
-            raise RuntimeError("the Ray cluster has no CPUs for evaluators")
-        missing = [e for e in self.evaluators if e not in self.node_of]
-        for evaluator, stats in zip(missing, ray.get([e.stats.remote() for e in missing])):
-            self.node_of[evaluator] = stats["node_id"]
+            raise RuntimeError("no evaluator could be placed on the Ray cluster")
 
     def _lost(self, inflight: dict) -> list:
         """In-flight tasks whose evaluator's node has left the cluster. Ray does not always fail
