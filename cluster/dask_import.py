@@ -8,9 +8,8 @@ every node mounts at the same path; the driver commits the store once every task
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
-
 from backtest.importers.pipeline import Executor, FileReport, FileTask, import_file
+from cluster.runtime import ray_session
 
 
 def ray_executor(address: str | None = None, num_cpus: int | None = None) -> Executor:
@@ -19,23 +18,12 @@ def ray_executor(address: str | None = None, num_cpus: int | None = None) -> Exe
 
     def run(tasks: list[FileTask]) -> Iterator[FileReport]:
         import dask
-        import ray
         from ray.util.dask import enable_dask_on_ray, ray_dask_get
 
-        started = not ray.is_initialized()
-        if started:
-            # workers import this checkout's packages, not whatever is installed on the node
-            code_root = str(Path(__file__).resolve().parents[1])
-            ray.init(address=address, num_cpus=num_cpus, include_dashboard=False,
-                     runtime_env={"env_vars": {"PYTHONPATH": code_root}})
-        try:
-            with enable_dask_on_ray():
-                graph = [dask.delayed(import_file, pure=True)(task, dask_key_name=f"import-{task.part}")
-                         for task in tasks]
-                reports = dask.compute(*graph, scheduler=ray_dask_get)
-            yield from reports
-        finally:
-            if started:
-                ray.shutdown()
+        with ray_session(address, num_cpus=num_cpus), enable_dask_on_ray():
+            graph = [dask.delayed(import_file, pure=True)(task, dask_key_name=f"import-{task.part}")
+                     for task in tasks]
+            reports = dask.compute(*graph, scheduler=ray_dask_get)
+        yield from reports
 
     return run

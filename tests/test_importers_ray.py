@@ -5,18 +5,16 @@ from backtest.importers import FormatSpec
 from backtest.importers.pipeline import import_files
 from backtest.importers.rates import RateSchedule
 from backtest.store import Dataset
-from tests.conftest import REPO
 from tests.test_importers_formats import LONG
 
 ray = pytest.importorskip("ray")
+from cluster.runtime import ray_session  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
-             runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
-    yield
-    ray.shutdown()
+    with ray_session("local", num_cpus=2):
+        yield
 
 
 def test_ray_executor_builds_the_same_store(tmp_path, local_ray):

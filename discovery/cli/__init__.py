@@ -16,6 +16,7 @@ from backtest.errors import UserError
 SUBCOMMANDS: dict[str, str] = {
     "data": "discovery.cli.data:data",
     "bench": "discovery.cli.bench:bench",
+    "discover": "discovery.cli.discover:discover",
     "features": "discovery.cli.features:features",
     "backtest": "discovery.cli.backtest_cmd:backtest",
     "demo": "discovery.cli.demo:demo",
@@ -28,6 +29,7 @@ SUBCOMMANDS: dict[str, str] = {
 SUMMARIES: dict[str, str] = {
     "data": "Create, import, inspect and validate option-chain datasets.",
     "bench": "Run the benchmark suites and report their figures.",
+    "discover": "Search option structures and report which survive the honesty tests.",
     "features": "Build market-state features, regimes and edge detectors for a dataset.",
     "backtest": "Backtest one option structure (DNA) on a dataset and report its metrics.",
     "demo": "Synthesize the demo market (realistic SPY with a planted edge) and show it.",

@@ -1,9 +1,10 @@
 """``osd demo``: the end-to-end demonstration on a synthetic market (``make demo``).
 
-At this stage it prepares the demo dataset (five years of a realistic SPY-like market with the
-example plant, fixed seed; reused when already generated with identical parameters), validates
-it when the validator is available, and prints its summary and realism figures. Each step is a
-function of the shared :class:`DemoRun`, so later stages (discovery, report) append steps.
+It prepares the demo dataset (five years of a realistic SPY-like market with the plant of
+configs/demo.yaml, fixed seed; reused when already generated with identical parameters),
+validates it when the validator is available, prints its summary and realism figures, then runs
+discovery on it (configs/demo.yaml) and says whether the planted edge was recovered. Each step is
+a function of the shared :class:`DemoRun`.
 """
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from pathlib import Path
 
 import click
 
+from discovery.demo_discovery import demo_market, run_discovery
+
 REPO = Path(__file__).resolve().parents[2]
-PLANT_FILE = REPO / "configs" / "planted_example.yaml"
-DEMO_MARKET = {"symbols": ("SPY",), "start": "2019-01-01", "end": "2023-12-31", "seed": 2, "mode": "realistic"}
+# the market is the one configs/demo.yaml describes, so discovery runs on exactly this data
+DEMO_MARKET, PLANT_FILE = demo_market()
 
 
 @dataclass
@@ -85,7 +88,12 @@ def summarize(run: DemoRun) -> None:
     click.echo("\n".join(format_stats(dataset_stats(str(run.data)))))
 
 
-STEPS = (prepare_data, validate, summarize)
+def discover_structures(run: DemoRun) -> None:
+    """Run discovery (configs/demo.yaml) on the demo market; report whether the plant was recovered."""
+    run_discovery(run.data, run.root / "discovery")
+
+
+STEPS = (prepare_data, validate, summarize, discover_structures)
 
 
 @click.command()
@@ -93,7 +101,7 @@ STEPS = (prepare_data, validate, summarize)
               help="Directory of the demo run (the market goes to OUT/data).")
 @click.option("--refresh", is_flag=True, help="Regenerate the demo market even if it is up to date.")
 def demo(out: str, refresh: bool) -> None:
-    """Run the demonstration: synthesize the demo market, validate it, show its figures."""
+    """Run the demonstration: synthesize the demo market, validate it, show its figures, discover."""
     run = DemoRun(Path(out), refresh=refresh)
     for step in STEPS:
         step(run)

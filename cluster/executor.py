@@ -1,0 +1,86 @@
+"""The Ray executor behind ``osd discover --executor ray``: the search's ``map_fn`` on a cluster.
+
+The search calls ``map_fn(fn, batches)`` with ``fn`` a picklable ``functools.partial`` of a
+discovery evaluation function bound to its :class:`~discovery.evaluate.EvalContext`. This
+executor
+
+1. publishes the context's market once per run through a restartable shard actor
+   (:func:`cluster.pool.publish_shards`): the compact chain index lives in the object store,
+   owned by the driver;
+2. sends each batch to an evaluator actor, which fetches the market once per node, installs it
+   as the process's market for that context (``discovery.evaluate.install_market``) and runs
+   ``fn`` unchanged, so a batch gives exactly what the serial map gives.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+from functools import partial
+from typing import Callable, Iterable, Iterator
+
+from cluster.pool import RayMap, ShardSpec, publish_shards
+from cluster.runtime import ray_session
+
+log = logging.getLogger(__name__)
+
+
+def _context_of(fn: Callable):
+    """The EvalContext an evaluation partial is bound to."""
+    from discovery.evaluate import EvalContext
+
+    context = fn.args[0] if isinstance(fn, partial) and fn.args else None
+    if not isinstance(context, EvalContext):
+        raise TypeError(f"the Ray executor maps discovery evaluation partials, got {fn!r}")
+    return context
+
+
+def load_context_market(spec: ShardSpec):
+    """Shard loader (runs in the shard actor): the market of the context the spec names."""
+    from discovery.evaluate import load_market
+
+    return load_market(spec.payload)
+
+
+def evaluate_with_market(fn: Callable, shard_name: str, shards: dict, batch: list) -> list:
+    """Worker side: make the fetched market this process's market for fn's context, then run fn."""
+    from discovery.evaluate import install_market
+
+    install_market(_context_of(fn), shards[shard_name])
+    return fn(batch)
+
+
+class RayExecutor:
+    """A ``map_fn`` whose batches run on Ray evaluator actors, in input order."""
+
+    def __init__(self, workers: int | None = None, min_task_seconds: float = 0.1):
+        self.workers = workers
+        self.min_task_seconds = min_task_seconds
+        self.maps: dict = {}      # context -> RayMap over that context's shard
+        self.shard_actors: list = []
+
+    def _map_for(self, context) -> RayMap:
+        if context not in self.maps:
+            spec = ShardSpec(dataset=context.dataset, underlying=context.underlying, start=None, end=None,
+                             loader="cluster.executor:load_context_market", payload=context)
+            actors, refs = publish_shards([spec])
+            self.shard_actors += actors
+            self.maps[context] = RayMap(refs, workers=self.workers, min_task_seconds=self.min_task_seconds)
+            self.maps[context].shard_name = spec.name
+        return self.maps[context]
+
+    def __call__(self, fn: Callable, batches: Iterable[list]) -> list:
+        ray_map = self._map_for(_context_of(fn))
+        task = partial(evaluate_with_market, fn, ray_map.shard_name)
+        return ray_map(task, list(batches))
+
+    def overhead(self) -> dict:
+        busy = sum(m.busy_seconds for m in self.maps.values())
+        wall = sum(m.wall_seconds for m in self.maps.values())
+        return {"evaluation_s": round(busy, 3), "dispatch_wall_s": round(wall, 3)}
+
+
+@contextlib.contextmanager
+def ray_executor(workers: int | None = None, address: str | None = None) -> Iterator[RayExecutor]:
+    """Connect to (or start) Ray and yield the executor; ``workers`` caps the evaluator actors."""
+    with ray_session(address, num_cpus=None):
+        yield RayExecutor(workers)

@@ -1,0 +1,215 @@
+"""Shard actors and a pool of evaluator actors, with an ordered, batched ``map`` over them.
+
+* A :class:`ChainShard` actor per shard loads its slice of the store once. ``load()`` is an
+  actor task, so its result (the compact chain index, plain read-only arrays) is owned by the
+  driver and lives in the object store; the actor is restartable, so the shard of a lost node
+  is rebuilt by lineage reconstruction instead of being lost.
+* :class:`Evaluator` actors, one per CPU of every node, fetch each shard object once (the arrays
+  are read zero-copy from the node's object store and stay pinned while cached) and run tasks
+  through a plain picklable function ``task(shards, item) -> result``.
+* :class:`RayMap` groups consecutive items into tasks of at least ``min_task_seconds`` of
+  measured work, keeps every evaluator busy, retries the task of a dead evaluator on a fresh
+  one, and returns results in input order, so the outcome never depends on scheduling.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import ray
+from ray.exceptions import RayActorError, RayTaskError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from backtest.errors import UserError
+
+
+_pool_ids = itertools.count()
+PLACEMENT_SECONDS = 60.0   # how long a new evaluator may take to start
+NODE_CHECK_SECONDS = 2.0  # how often a waiting driver checks that busy evaluators' nodes are alive
+
+
+def resolve(path: str) -> Callable:
+    """``"package.module:function"`` -> the function."""
+    import importlib
+
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    """One shard of the store: an underlying over a date span, built by ``loader(spec)``."""
+
+    dataset: str
+    underlying: str
+    start: str | None
+    end: str | None
+    loader: str            # "module:function" taking this spec
+    payload: Any = None    # whatever else the loader needs (plain, picklable)
+
+    @property
+    def name(self) -> str:
+        return f"shard:{self.underlying}:{self.start or 'first'}:{self.end or 'last'}"
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
+class ChainShard:
+    def __init__(self, spec: ShardSpec):
+        self.spec = spec
+
+    def load(self) -> Any:
+        try:
+            return resolve(self.spec.loader)(self.spec)
+        except Exception as exc:  # name the shard and the node: the data path may be unreadable there only
+            node = ray.get_runtime_context().get_node_id()[:8]
+            raise UserError(f"{self.spec.name}: cannot load {self.spec.dataset} on node {node}: {exc}") from None
+
+
+# Not restarted by Ray: a restart could wait forever for a CPU that left with its node. The
+# driver requeues the batch of a dead evaluator and tops the pool up to the CPUs that exist.
+@ray.remote(num_cpus=1, max_restarts=0, max_task_retries=0)
+class Evaluator:
+    """Runs ``task(shards, item)`` over a list of items; shards are fetched once and cached."""
+
+    def __init__(self):
+        self.shards: dict[str, Any] = {}
+        self.fetches: Counter = Counter()
+
+    def run(self, task: Callable, shard_refs: dict[str, Any], items: list) -> tuple[list, float]:
+        for name, (ref,) in shard_refs.items():  # refs arrive wrapped, so Ray does not resolve them
+            if name not in self.shards:
+                self.shards[name] = ray.get(ref)
+                self.fetches[name] += 1
+        t0 = time.perf_counter()
+        out = [task(self.shards, item) for item in items]
+        return out, time.perf_counter() - t0
+
+    def stats(self) -> dict:
+        return {"node_id": ray.get_runtime_context().get_node_id(), "fetches": dict(self.fetches)}
+
+
+def publish_shards(specs: Sequence[ShardSpec]) -> tuple[list, dict[str, ray.ObjectRef]]:
+    """One named shard actor per spec, spread over the nodes; every shard loaded once."""
+    actors = [ChainShard.options(name=spec.name, scheduling_strategy="SPREAD").remote(spec) for spec in specs]
+    refs = {spec.name: actor.load.options(name=f"load {spec.name}").remote() for spec, actor in zip(specs, actors)}
+    ray.wait(list(refs.values()), num_returns=len(refs), fetch_local=False)
+    return actors, refs
+
+
+class RayMap:
+    """An ordered ``map(task, items) -> results`` over a pool of evaluator actors."""
+
+    def __init__(self, shard_refs: dict[str, ray.ObjectRef], *, workers: int | None = None,
+                 min_task_seconds: float = 0.1, max_retries: int = 3):
+        self.shard_refs = {name: (ref,) for name, ref in shard_refs.items()}
+        self.min_task_seconds = min_task_seconds
+        self.max_retries = max_retries
+        self.seconds_per_item: float | None = None
+        self.busy_seconds = 0.0   # evaluation time measured inside the evaluators
+        self.wall_seconds = 0.0   # driver wall time spent in map calls
+        self.pool_id = next(_pool_ids)
+        self._names = itertools.count()
+        self.workers = workers
+        self.evaluators: list = []
+        self.node_of: dict = {}   # evaluator -> the node it runs on
+        self._top_up()
+
+    def _top_up(self) -> None:
+        """One evaluator per CPU of the live nodes (at most ``workers``), spread over the nodes."""
+        cpus = sum(int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n["Alive"])
+        wanted = min(cpus, self.workers) if self.workers is not None else cpus
+        nodes = sorted((n for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU")),
+                       key=lambda n: n["NodeID"])
+        while len(self.evaluators) < wanted and nodes:
+            node = nodes[len(self.evaluators) % len(nodes)]
+            self.evaluators.append(Evaluator.options(
+                name=f"evaluator-{self.pool_id}-{next(self._names)}",
+                # soft + spill: a busy or departed target node sends the actor elsewhere instead of queueing it
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=True,
+                                                                   _spill_on_unavailable=True),
+            ).remote())
+        missing = {e.stats.remote(): e for e in self.evaluators if e not in self.node_of}
+        placed, unplaced = ray.wait(list(missing), num_returns=len(missing), timeout=PLACEMENT_SECONDS) \
+            if missing else ([], [])
+        for ref in placed:
+            self.node_of[missing[ref]] = ray.get(ref)["node_id"]
+        for ref in unplaced:  # no CPU for it after all (e.g. a node is leaving): do without
+            self.evaluators.remove(missing[ref])
+            ray.kill(missing[ref])
+        if not self.evaluators:
+            raise RuntimeError("no evaluator could be placed on the Ray cluster")
+
+    def _lost(self, inflight: dict) -> list:
+        """In-flight tasks whose evaluator's node has left the cluster. Ray does not always fail
+        such a task (it may wait on a lost return object), so the driver gives up on it."""
+        alive = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+        return [ref for ref, (evaluator, _, _) in inflight.items() if self.node_of.get(evaluator) not in alive]
+
+    def task_size(self, n_items: int) -> int:
+        """Items per task: enough for ``min_task_seconds`` of work, but no more than keeps every
+        evaluator busy (load balance beats the last bit of scheduling overhead)."""
+        per_evaluator = max(1, math.ceil(n_items / len(self.evaluators)))
+        if not self.seconds_per_item:
+            return 1  # the first call measures the cost of an item
+        return min(per_evaluator, max(1, math.ceil(self.min_task_seconds / self.seconds_per_item)))
+
+    def __call__(self, task: Callable, items: Sequence) -> list:
+        t0 = time.perf_counter()
+        self._top_up()
+        items = list(items)
+        results: list = [None] * len(items)
+        size = self.task_size(len(items))
+        todo = [(i, items[i:i + size]) for i in range(0, len(items), size)]
+        attempts: Counter = Counter()
+        idle = list(self.evaluators)
+        inflight: dict = {}
+        done_items, done_seconds = 0, 0.0
+        while todo or inflight:
+            while todo and idle:
+                start, chunk = todo.pop(0)
+                evaluator = idle.pop(0)
+                ref = evaluator.run.options(name=f"evaluate {len(chunk)} batches").remote(task, self.shard_refs, chunk)
+                inflight[ref] = (evaluator, start, chunk)
+            if not inflight:
+                raise RuntimeError("every evaluator died; the cluster has no CPUs left")
+            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=NODE_CHECK_SECONDS)
+            for ref in [] if ready else self._lost(inflight):
+                evaluator, start, chunk = inflight.pop(ref)
+                ray.cancel(ref, force=True)
+                self._requeue(evaluator, start, chunk, todo, attempts)
+            if not ready:
+                continue
+            evaluator, start, chunk = inflight.pop(ready[0])
+            try:
+                out, seconds = ray.get(ready[0])
+            except RayTaskError as exc:  # a user error on a worker (e.g. unreadable data) stays one line
+                if isinstance(exc.cause, UserError):
+                    raise exc.cause from None
+                raise
+            except RayActorError:  # killed, or its node left: the batch goes to another evaluator
+                self._requeue(evaluator, start, chunk, todo, attempts)
+                continue
+            results[start:start + len(chunk)] = out
+            done_items += len(chunk)
+            done_seconds += seconds
+            idle.append(evaluator)
+        self.busy_seconds += done_seconds
+        self.wall_seconds += time.perf_counter() - t0
+        if done_items:
+            self.seconds_per_item = done_seconds / done_items
+        return results
+
+    def _requeue(self, evaluator, start: int, chunk: list, todo: list, attempts: Counter) -> None:
+        attempts[start] += 1
+        if attempts[start] > self.max_retries:
+            raise RuntimeError(f"items {start}..{start + len(chunk) - 1} failed on {attempts[start]} evaluators")
+        todo.insert(0, (start, chunk))
+        if evaluator in self.evaluators:
+            self.evaluators.remove(evaluator)
+
+    def stats(self) -> list[dict]:
+        return ray.get([e.stats.remote() for e in self.evaluators])
