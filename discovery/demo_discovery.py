@@ -31,14 +31,14 @@ def demo_config(data_path: Path | None = None):
     return parse_config(raw, str(DEMO_CONFIG))
 
 
-def run_discovery(data_path: Path, out_dir: Path) -> dict:
+def run_discovery(data_path: Path, out_dir: Path, map_fn=map) -> dict:
     from discovery.recovery import recovery
     from discovery.run import RESULT_FILE, discover
 
     config = demo_config(data_path)
     click.echo(f"discovery: {config.search.population} genomes x {config.search.generations} generations, "
                f"{config.walk_forward.folds} walk-forward folds, lockbox of {config.walk_forward.lockbox_days} days")
-    result = discover(config, out_dir)
+    result = discover(config, out_dir, map_fn=map_fn)
     click.echo((out_dir / "summary.txt").read_text())
     rec = recovery(result)
     if rec["plant"] is None:
