@@ -27,18 +27,19 @@ def demo_config(data_path: Path | None = None):
 
     raw = yaml.safe_load(DEMO_CONFIG.read_text())
     if data_path is not None:
-        raw["data"] = {"path": str(data_path)}
+        raw["data"] = {"path": str(Path(data_path).resolve())}
     return parse_config(raw, str(DEMO_CONFIG))
 
 
 def run_discovery(data_path: Path, out_dir: Path, map_fn=map) -> dict:
     from discovery.recovery import recovery
     from discovery.run import RESULT_FILE, discover
+    from discovery.tracking import make_sink
 
     config = demo_config(data_path)
     click.echo(f"discovery: {config.search.population} genomes x {config.search.generations} generations, "
                f"{config.walk_forward.folds} walk-forward folds, lockbox of {config.walk_forward.lockbox_days} days")
-    result = discover(config, out_dir, map_fn=map_fn)
+    result = discover(config, out_dir, map_fn=map_fn, sink=make_sink(config.name))
     click.echo((out_dir / "summary.txt").read_text())
     rec = recovery(result)
     if rec["plant"] is None:
@@ -52,5 +53,5 @@ def run_discovery(data_path: Path, out_dir: Path, map_fn=map) -> dict:
     else:
         failed = [k for k in ("family", "dte", "delta") if not rec["checks"][k]]
         click.echo(f"planted edge NOT recovered: the top structure misses plant {rec['plant']!r} on {', '.join(failed)}")
-    click.echo(f"report: {out_dir / RESULT_FILE}")
+    click.echo(f"report: {out_dir / RESULT_FILE}; in MLflow: osd top --experiment {config.name} -n 5")
     return result

@@ -13,16 +13,19 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import pandas as pd
 
 from backtest.calendar import trading_days
+from backtest.dna import StructureDNA
 from backtest.errors import UserError
 from backtest.store import Dataset, atomic_write_json
 from discovery import honesty, report
 from discovery import walkforward as wf
 from discovery.config import RunConfig
-from discovery.evaluate import EvalContext, bind, market_for
+from discovery.evaluate import EvalContext, bind, gate_mask, market_for
 from discovery.search import MapFn, Search, load_checkpoint
 from discovery.space import SearchSpace
+from discovery.tracking import NullSink, ResultsSink, StructureRecord
 
 RESULT_FILE = "discovered_structures.json"
 SUMMARY_FILE = "summary.txt"
@@ -83,10 +86,67 @@ def make_context(config: RunConfig, path: Path) -> EvalContext:
 
 
 def discover(config: RunConfig, out_dir: Path, map_fn: MapFn = map, resume: bool = False,
-             on_generation: Callable[[dict], None] | None = None, progress: bool = False) -> dict:
-    """Run the search and write ``discovered_structures.json`` and ``summary.txt`` into ``out_dir``."""
-    started = time.perf_counter()
+             on_generation: Callable[[dict], None] | None = None, progress: bool = False,
+             sink: ResultsSink | None = None) -> dict:
+    """Run the search and write ``discovered_structures.json`` and ``summary.txt`` into ``out_dir``;
+    stream the run into ``sink`` (MLflow, DESIGN §7) when one is given."""
     check_before_compute(config)
+    sink = sink or NullSink()
+    sink.start(config.model_dump(mode="json"))
+
+    def log_generation(record: dict) -> None:
+        sink.log_generation(record["generation"], {
+            "best_fitness": record["best"], "mean_fitness": record["population_mean"],
+            "evaluations": record["evaluations"], "evals_per_s": record["evals_per_s"],
+            "diversity": record["mean_distance"], "distinct_share": record["distinct_share"]})
+        if on_generation is not None:
+            on_generation(record)
+
+    try:
+        result, search, context = _discover(config, out_dir, map_fn, resume, log_generation, progress)
+    except BaseException as exc:
+        sink.fail(f"{type(exc).__name__}: {exc}")
+        raise
+    sink.finish(result, evaluations_table(search), structure_records(result, context))
+    return result
+
+
+def evaluations_table(search: Search) -> pd.DataFrame:
+    """Every distinct genome evaluated, one row each with its fold metrics; list- or tuple-valued
+    fields (the genome, per-fold figures) as JSON text so the table stays flat for Parquet."""
+    rows = [{k: json.dumps(v, default=str) if isinstance(v, (list, tuple, dict)) else v for k, v in rec.items()}
+            for rec in search.state.cache.values()]
+    return pd.DataFrame(rows)
+
+
+def structure_records(result: dict, context) -> list[StructureRecord]:
+    """The reported structures for tracking: each re-run once on the lockbox span (with its entry
+    gates) for its equity curve, trade log and payoff legs."""
+    from backtest.engine import run as run_backtest
+
+    market = market_for(context)
+    lo, hi = context.layout.lockbox
+    dates = market.index.dates
+    records = []
+    for entry in result["discovered_structures"]:
+        dna = StructureDNA.from_dict({k: entry[k] for k in StructureDNA.__dataclass_fields__ if k in entry})
+        box = run_backtest(dna, market.index, dates[lo], dates[hi - 1], context.make_costs(),
+                           gate_mask(dna, market)[lo:hi])
+        records.append(StructureRecord.from_lockbox(
+            entry["rank"], box, float(market.index.close[lo]),
+            # the genome has no fitted parameters: the walk-forward test folds are its out-of-sample
+            # evidence (though selection used them); the lockbox, logged separately, is the only unseen span
+            in_sample={},
+            out_of_sample={**{k: v for k, v in entry["walk_forward"].items() if isinstance(v, (int, float))},
+                           "sharpe": entry["walk_forward"]["sharpe_annual"]},
+            honesty={"dsr": entry["deflated_sharpe"], "pbo": result["pbo"]["pbo"]},
+            verdict="discovered" if entry["passed"] else "rejected: " + "; ".join(entry["reasons"])))
+    return records
+
+
+def _discover(config: RunConfig, out_dir: Path, map_fn: MapFn, resume: bool,
+              on_generation: Callable[[dict], None], progress: bool):
+    started = time.perf_counter()
     out_dir = Path(out_dir)
     checkpoint = out_dir / CHECKPOINT_FILE
     state = load_checkpoint(checkpoint, config.digest()) if resume else None
@@ -112,7 +172,7 @@ def discover(config: RunConfig, out_dir: Path, map_fn: MapFn = map, resume: bool
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(result, out_dir / RESULT_FILE)
     (out_dir / SUMMARY_FILE).write_text(report.summary(result))
-    return result
+    return result, search, context
 
 
 def assess(config: RunConfig, search: Search, reported: list[tuple], pbo_set: list[tuple],

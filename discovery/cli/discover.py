@@ -45,12 +45,17 @@ def executor_factory(name: str, address: str | None = None):
               help="Continue the run checkpointed in this folder (same config and seed).")
 @click.option("--seed", type=int, default=None, help="Override search.seed.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def discover(config_path, out, executor, address, workers, resume_dir, seed, quiet) -> None:
+@click.option("--tracking-uri", default=None,
+              help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the local store in this directory).")
+@click.option("--no-tracking", is_flag=True, help="Do not log the run to MLflow.")
+def discover(config_path, out, executor, address, workers, resume_dir, seed, quiet, tracking_uri,
+             no_tracking) -> None:
     """Search option structures on a market, then deflate, cross-validate and lockbox-test the best."""
     from tqdm import tqdm
 
     from discovery.config import load_config
     from discovery.run import RESULT_FILE, discover as run_discovery
+    from discovery.tracking import make_sink
 
     config = load_config(config_path, {"search.seed": seed} if seed is not None else None)
     open_executor = executor_factory(executor, address)
@@ -73,6 +78,7 @@ def discover(config_path, out, executor, address, workers, resume_dir, seed, qui
         try:
             with open_executor(workers) as map_fn:
                 run_discovery(config, out_dir, map_fn=map_fn, resume=resume_dir is not None,
+                              sink=make_sink(config.name, tracking_uri, enabled=not no_tracking),
                               on_generation=on_generation, progress=not quiet)
         except KeyboardInterrupt:
             raise click.ClickException(
