@@ -60,6 +60,7 @@ def dataset_path(config: RunConfig, progress: bool = False) -> Path:
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
     path = Path(config.data.cache_dir) / f"synth-{digest}"
     if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
         synthesize(path, s.symbols, s.start, s.end, s.seed, s.mode, plants, progress=progress)
     return path
 
