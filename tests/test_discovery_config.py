@@ -84,7 +84,8 @@ def test_missing_dataset_and_bad_yaml(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--executor", "ray"], "unknown executor 'ray'"),
+    (["--executor", "dask"], "unknown executor 'dask'"),
+    (["--executor", "serial", "--address", "auto"], "--address is only for --executor ray"),
     (["--seed", "x"], "'x' is not a valid integer"),
 ])
 def test_discover_cli_bad_arguments_are_one_line(args, message):
