@@ -57,6 +57,7 @@ class SearchSpace:
         self.fixed = dict(fixed)
         self.regimes = tuple(sorted(regimes))
         self.mutation_sigma = mutation_sigma
+        self._keys: dict[tuple, str] = {}  # genome -> key: selection asks for the same keys many times
         self.numeric = tuple(
             NumericGene(name, float(low), float(high), dna_mod.GENE_BOUNDS[name][2] is int)
             for name, (low, high) in bounds.items() if name not in self.fixed
@@ -143,7 +144,12 @@ class SearchSpace:
 
     def key(self, genome: tuple) -> str:
         """Stable text key of a canonical genome (cache, checkpoints, reports)."""
-        return self.to_dna(genome).to_json()
+        genome = tuple(genome)
+        try:
+            return self._keys[genome]
+        except KeyError:
+            key = self._keys[genome] = self.to_dna(genome).to_json()
+            return key
 
     # ------------------------------------------------------------------ diversity
     def distance(self, a: tuple, b: tuple) -> float:
