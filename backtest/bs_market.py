@@ -85,3 +85,14 @@ def to_index(chains: pd.DataFrame, closes: pd.Series | None = None) -> ChainInde
 
     table = conform(pa.Table.from_pandas(chains, preserve_index=False), CHAIN_SCHEMA)
     return ChainIndex.from_arrays(chain_arrays(table), closes, underlying=str(chains["underlying"].iloc[0]))
+
+
+def write_dataset(out, chains: pd.DataFrame, closes: pd.Series, underlying: str = "TEST"):
+    """Write a chain DataFrame and its underlying closes as a canonical dataset at ``out``."""
+    from backtest.store import DatasetWriter
+
+    with DatasetWriter(out) as writer:
+        writer.write_chains(underlying, pa.Table.from_pandas(chains, preserve_index=False), "part-0")
+        bars = pd.DataFrame({"date": closes.index.date, "close": closes.to_numpy()})
+        writer.write_underlying(underlying, pa.Table.from_pandas(bars, preserve_index=False))
+    return out

@@ -4,7 +4,6 @@ from __future__ import annotations
 import datetime as dt
 from functools import lru_cache
 
-import numpy as np
 import pandas as pd
 
 CALENDAR = "XNYS"
@@ -21,10 +20,6 @@ def trading_days(start: dt.date, end: dt.date) -> list[dt.date]:
     """NYSE sessions from start to end inclusive (holidays and weekends excluded)."""
     sessions = _calendar().sessions_in_range(pd.Timestamp(start), pd.Timestamp(end))
     return [d.date() for d in sessions]
-
-
-def is_trading_day(day: dt.date) -> bool:
-    return bool(_calendar().is_session(pd.Timestamp(day)))
 
 
 @lru_cache(maxsize=65536)
@@ -64,8 +59,3 @@ def listed_expirations(
         out.add(tf)
         y, m = (y + 1, 1) if m == 12 else (y, m + 1)
     return sorted(e for e in {previous_trading_day(d) for d in out} if e >= today)
-
-
-def year_fraction(days: np.ndarray | int) -> np.ndarray | float:
-    """Calendar days to years (ACT/365), the convention of the pricing engine."""
-    return np.asarray(days, dtype=np.float64) / 365.0

@@ -35,15 +35,13 @@ def _timed_run(config, workers: int | None, out: Path) -> dict:
         started = time.perf_counter()
         result = discover(config, out, map_fn=executor)
         search_s = time.perf_counter() - started
-        n_workers = sum(len(m.evaluators) for m in executor.maps.values())
-        busy = sum(m.busy_seconds for m in executor.maps.values())
-        wall = sum(m.wall_seconds for m in executor.maps.values())
+        overhead = executor.overhead()
     return {
         "wall_s": time.perf_counter() - t0,
         "search_s": search_s,
-        "workers": n_workers,
+        "workers": overhead["workers"],
         "evaluations": result["n_trials"],
-        "overhead_share": (n_workers * wall - busy) / busy if busy else float("nan"),
+        "overhead_share": overhead["overhead_share"],
     }
 
 

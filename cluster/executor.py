@@ -14,14 +14,11 @@ executor
 from __future__ import annotations
 
 import contextlib
-import logging
 from functools import partial
 from typing import Callable, Iterable, Iterator
 
 from cluster.pool import RayMap, ShardSpec, publish_shards
 from cluster.runtime import ray_session
-
-log = logging.getLogger(__name__)
 
 
 def _context_of(fn: Callable):
@@ -56,6 +53,7 @@ class RayExecutor:
         self.workers = workers
         self.min_task_seconds = min_task_seconds
         self.maps: dict = {}      # context -> RayMap over that context's shard
+        self.shard_names: dict = {}  # context -> the name of its shard
         self.shard_actors: list = []
 
     def _map_for(self, context) -> RayMap:
@@ -65,22 +63,26 @@ class RayExecutor:
             actors, refs = publish_shards([spec])
             self.shard_actors += actors
             self.maps[context] = RayMap(refs, workers=self.workers, min_task_seconds=self.min_task_seconds)
-            self.maps[context].shard_name = spec.name
+            self.shard_names[context] = spec.name
         return self.maps[context]
 
     def __call__(self, fn: Callable, batches: Iterable[list]) -> list:
-        ray_map = self._map_for(_context_of(fn))
-        task = partial(evaluate_with_market, fn, ray_map.shard_name)
-        return ray_map(task, list(batches))
+        context = _context_of(fn)
+        ray_map = self._map_for(context)
+        return ray_map(partial(evaluate_with_market, fn, self.shard_names[context]), list(batches))
 
     def overhead(self) -> dict:
+        """Evaluators, evaluation seconds measured inside them, driver seconds spent in map calls,
+        and the overhead share: evaluator time not spent evaluating over evaluating time."""
+        workers = sum(len(m.evaluators) for m in self.maps.values())
         busy = sum(m.busy_seconds for m in self.maps.values())
         wall = sum(m.wall_seconds for m in self.maps.values())
-        return {"evaluation_s": round(busy, 3), "dispatch_wall_s": round(wall, 3)}
+        share = (workers * wall - busy) / busy if busy else float("nan")
+        return {"workers": workers, "evaluation_s": busy, "dispatch_wall_s": wall, "overhead_share": share}
 
 
 @contextlib.contextmanager
 def ray_executor(workers: int | None = None, address: str | None = None) -> Iterator[RayExecutor]:
     """Connect to (or start) Ray and yield the executor; ``workers`` caps the evaluator actors."""
-    with ray_session(address, num_cpus=None):
+    with ray_session(address):
         yield RayExecutor(workers)

@@ -111,6 +111,7 @@ class RayMap:
         self.seconds_per_item: float | None = None
         self.busy_seconds = 0.0   # evaluation time measured inside the evaluators
         self.wall_seconds = 0.0   # driver wall time spent in map calls
+        self.requeued = 0         # tasks retried after their evaluator died or its node left
         self.pool_id = next(_pool_ids)
         self._names = itertools.count()
         self.workers = workers
@@ -205,6 +206,7 @@ class RayMap:
 
     def _requeue(self, evaluator, start: int, chunk: list, todo: list, attempts: Counter) -> None:
         attempts[start] += 1
+        self.requeued += 1
         if attempts[start] > self.max_retries:
             raise RuntimeError(f"items {start}..{start + len(chunk) - 1} failed on {attempts[start]} evaluators")
         todo.insert(0, (start, chunk))

@@ -1,12 +1,10 @@
 import json
 
 import pandas as pd
-import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
-from backtest.bs_market import make_chains
-from backtest.store import DatasetWriter
+from backtest.bs_market import make_chains, write_dataset
 from discovery.cli import main
 
 DNA = '{"structure_type": "iron_condor", "front_dte_min": 10, "front_dte_max": 30, "dte_exit": 3}'
@@ -15,11 +13,7 @@ DNA = '{"structure_type": "iron_condor", "front_dte_min": 10, "front_dte_max": 3
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     chains, closes = make_chains(seed=3, n_days=40, strikes_each_side=10)
-    out = tmp_path_factory.mktemp("data") / "ds"
-    with DatasetWriter(out) as w:
-        w.write_chains("TEST", pa.Table.from_pandas(chains, preserve_index=False), "part-0")
-        bars = pd.DataFrame({"date": closes.index.date, "close": closes.to_numpy()})
-        w.write_underlying("TEST", pa.Table.from_pandas(bars, preserve_index=False))
+    out = write_dataset(tmp_path_factory.mktemp("data") / "ds", chains, closes)
     return out
 
 

@@ -7,16 +7,14 @@ import json
 import math
 
 import pandas as pd
-import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
-from backtest.bs_market import make_chains
+from backtest.bs_market import make_chains, write_dataset
 from backtest.costs import Costs
 from backtest.dna import StructureDNA
 from backtest.engine import run
 from backtest.index import ChainIndex
-from backtest.store import DatasetWriter
 from discovery.cli import main
 from discovery.tracking import MlflowSink, StructureRecord
 from tests.mlflow_server import fresh_sqlite_store
@@ -30,11 +28,7 @@ DNAS = [
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     chains, closes = make_chains(seed=5, n_days=60, strikes_each_side=10)
-    out = tmp_path_factory.mktemp("data") / "ds"
-    with DatasetWriter(out) as writer:
-        writer.write_chains("TEST", pa.Table.from_pandas(chains, preserve_index=False), "part-0")
-        bars = pd.DataFrame({"date": closes.index.date, "close": closes.to_numpy()})
-        writer.write_underlying("TEST", pa.Table.from_pandas(bars, preserve_index=False))
+    out = write_dataset(tmp_path_factory.mktemp("data") / "ds", chains, closes)
     return out, closes
 
 
