@@ -112,6 +112,7 @@ class RayMap:
         self.busy_seconds = 0.0   # evaluation time measured inside the evaluators
         self.wall_seconds = 0.0   # driver wall time spent in map calls
         self.requeued = 0         # tasks retried after their evaluator died or its node left
+        self.retired = 0          # evaluators dropped because they died or their node left
         self.pool_id = next(_pool_ids)
         self._names = itertools.count()
         self.workers = workers
@@ -119,8 +120,17 @@ class RayMap:
         self.node_of: dict = {}   # evaluator -> the node it runs on
         self._top_up()
 
+    def _retire(self, evaluator) -> None:
+        if evaluator in self.evaluators:
+            self.evaluators.remove(evaluator)
+            self.retired += 1
+
     def _top_up(self) -> None:
-        """One evaluator per CPU of the live nodes (at most ``workers``), spread over the nodes."""
+        """Drop the evaluators of departed nodes, then one evaluator per CPU of the live nodes
+        (at most ``workers``), spread over the nodes."""
+        alive = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+        for evaluator in [e for e in self.evaluators if e in self.node_of and self.node_of[e] not in alive]:
+            self._retire(evaluator)
         cpus = sum(int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n["Alive"])
         wanted = min(cpus, self.workers) if self.workers is not None else cpus
         nodes = sorted((n for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU")),
@@ -210,8 +220,7 @@ class RayMap:
         if attempts[start] > self.max_retries:
             raise RuntimeError(f"items {start}..{start + len(chunk) - 1} failed on {attempts[start]} evaluators")
         todo.insert(0, (start, chunk))
-        if evaluator in self.evaluators:
-            self.evaluators.remove(evaluator)
+        self._retire(evaluator)
 
     def stats(self) -> list[dict]:
         return ray.get([e.stats.remote() for e in self.evaluators])
