@@ -41,7 +41,7 @@ def run_discovery(data_path: Path, out_dir: Path, map_fn=map) -> dict:
                f"{config.walk_forward.folds} walk-forward folds, lockbox of {config.walk_forward.lockbox_days} days")
     result = discover(config, out_dir, map_fn=map_fn, sink=make_sink(config.name))
     click.echo((out_dir / "summary.txt").read_text())
-    rec = recovery(result)
+    rec = recovery(result, config)
     if rec["plant"] is None:
         click.echo("planted edge: the demo market has no plant to recover")
     elif rec["recovered"] and rec["passed"]:
@@ -51,7 +51,7 @@ def run_discovery(data_path: Path, out_dir: Path, map_fn=map) -> dict:
         click.echo(f"planted edge FOUND BUT NOT CONFIRMED: the top structure matches plant {rec['plant']!r} "
                    f"but fails: {'; '.join(result['discovered_structures'][0]['reasons'])}")
     else:
-        failed = [k for k in ("family", "dte", "delta") if not rec["checks"][k]]
+        failed = [k for k in ("harvests", "in_band") if not rec["checks"][k]]
         click.echo(f"planted edge NOT recovered: the top structure misses plant {rec['plant']!r} on {', '.join(failed)}")
     click.echo(f"report: {out_dir / RESULT_FILE}; in MLflow: osd top --experiment {config.name} -n 5")
     return result

@@ -22,8 +22,8 @@ from backtest.errors import UserError
 from backtest.index import ChainIndex
 from backtest.store import Dataset
 from discovery import walkforward as wf
-
-IV_WINDOW_DAYS = 252  # trailing window of the IV-percentile gate
+from models.features.rolling import rolling_percentile
+from models.gates import IVPercentileGate, iv_percentile_passes
 
 
 @dataclass(frozen=True)
@@ -46,17 +46,7 @@ class EvalContext:
 class Market:
     index: ChainIndex
     regime_codes: np.ndarray | None   # [n_days] position in EvalContext.regimes, None: no regime table
-    iv_percentile: np.ndarray | None  # [n_days] in [0, 100], None: no IV index
-
-
-def trailing_percentile(values: np.ndarray, window: int = IV_WINDOW_DAYS) -> np.ndarray:
-    """Percentile (0-100) of each day's value among the trailing ``window`` values up to and
-    including that day (no look-ahead); 50 on the first day."""
-    out = np.full(values.shape, 50.0)
-    for t in range(1, len(values)):
-        past = values[max(0, t - window + 1):t + 1]
-        out[t] = 100.0 * (np.sum(past < values[t]) + 0.5 * (np.sum(past == values[t]) - 1)) / (len(past) - 1)
-    return out
+    iv_percentile: np.ndarray | None  # [n_days] share in [0, 1] (models.features), None: no IV index
 
 
 def _aligned(table, column: str, dates: np.ndarray, what: str) -> np.ndarray:
@@ -90,7 +80,7 @@ def load_market(context: EvalContext) -> Market:
     if context.iv_index and context.iv_index in dataset.indices:
         closes = _aligned(dataset.read_index(context.iv_index), "close", dates,
                           f"{context.dataset}: index {context.iv_index}").astype(float)
-        iv = trailing_percentile(closes)
+        iv = rolling_percentile(pd.Series(closes)).to_numpy()
     return Market(index, regime_codes, iv)
 
 
@@ -110,13 +100,23 @@ def install_market(context: EvalContext, market: Market) -> None:
 
 
 def gate_mask(dna: StructureDNA, market: Market) -> np.ndarray:
-    """Days on which the genome's entry filters pass (regime set and IV-percentile band)."""
+    """Days on which the genome's entry filters pass (regime set and IV-percentile band).
+
+    IV percentiles are shares in [0, 1] everywhere but in the genome, whose band is in percent
+    (0-100, seed 000's format): ``iv_band`` converts it, here and nowhere else. The full band
+    (0-100, the default) is no filter, so days before the percentile is known still trade."""
     mask = np.ones(market.index.n_days, dtype=bool)
     if dna.entry_regime is not None and market.regime_codes is not None:
         mask &= np.isin(market.regime_codes, dna.entry_regime)
-    if market.iv_percentile is not None:
-        mask &= (market.iv_percentile >= dna.min_iv_percentile) & (market.iv_percentile <= dna.max_iv_percentile)
+    band = iv_band(dna)
+    if market.iv_percentile is not None and band != IVPercentileGate():
+        mask &= iv_percentile_passes(market.iv_percentile, band)
     return mask
+
+
+def iv_band(dna: StructureDNA) -> IVPercentileGate:
+    """The genome's IV-percentile band (percent) as a models.gates gate (share of 1)."""
+    return IVPercentileGate(dna.min_iv_percentile / 100.0, dna.max_iv_percentile / 100.0)
 
 
 def _run(context: EvalContext, batch: list[dict], start: int, end: int, entry_days: np.ndarray):
@@ -157,6 +157,17 @@ def evaluate_detail(context: EvalContext, batch: list[dict]) -> list[dict]:
             "lockbox": wf.series_metrics(box_returns[i], pnl),
         })
     return out
+
+
+def lockbox_backtest(dna: StructureDNA, context: EvalContext):
+    """One genome re-run on the lockbox span with its entry gates: equity curve and trade log with legs."""
+    from backtest.engine import run as run_backtest
+
+    market = market_for(context)
+    lo, hi = context.layout.lockbox
+    dates = market.index.dates
+    return run_backtest(dna, market.index, dates[lo], dates[hi - 1], context.make_costs(),
+                        gate_mask(dna, market)[lo:hi])
 
 
 def bind(context: EvalContext):

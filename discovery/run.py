@@ -22,7 +22,7 @@ from backtest.store import Dataset, atomic_write_json
 from discovery import honesty, report
 from discovery import walkforward as wf
 from discovery.config import RunConfig
-from discovery.evaluate import EvalContext, bind, gate_mask, market_for
+from discovery.evaluate import EvalContext, bind, lockbox_backtest, market_for
 from discovery.search import MapFn, Search, load_checkpoint
 from discovery.space import SearchSpace
 from discovery.tracking import NullSink, ResultsSink, StructureRecord
@@ -120,21 +120,20 @@ def evaluations_table(search: Search) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def dna_of(entry: dict) -> StructureDNA:
+    """The genome of a reported structure (an entry of ``discovered_structures``)."""
+    return StructureDNA.from_dict({k: entry[k] for k in StructureDNA.__dataclass_fields__ if k in entry})
+
+
 def structure_records(result: dict, context) -> list[StructureRecord]:
     """The reported structures for tracking: each re-run once on the lockbox span (with its entry
     gates) for its equity curve, trade log and payoff legs."""
-    from backtest.engine import run as run_backtest
-
     market = market_for(context)
-    lo, hi = context.layout.lockbox
-    dates = market.index.dates
     records = []
     for entry in result["discovered_structures"]:
-        dna = StructureDNA.from_dict({k: entry[k] for k in StructureDNA.__dataclass_fields__ if k in entry})
-        box = run_backtest(dna, market.index, dates[lo], dates[hi - 1], context.make_costs(),
-                           gate_mask(dna, market)[lo:hi])
+        box = lockbox_backtest(dna_of(entry), context)
         records.append(StructureRecord.from_lockbox(
-            entry["rank"], box, float(market.index.close[lo]),
+            entry["rank"], box, float(market.index.close[context.layout.lockbox[0]]),
             # the genome has no fitted parameters: the walk-forward test folds are its out-of-sample
             # evidence (though selection used them); the lockbox, logged separately, is the only unseen span
             in_sample={},
