@@ -155,7 +155,7 @@ def small_market(out, seed: int, plants: list[dict] | None, years: int = 3, mode
 
 
 def recovery_config(market, seed: int, population: int = 12, generations: int = 3, offspring: int | None = None,
-                    structure_types: list[str] | None = None):
+                    structure_types: list[str] | None = None, refine_regimes: int | None = None):
     """The run config of a recovery experiment on ``small_market`` data."""
     from discovery.config import parse_config
 
@@ -168,7 +168,8 @@ def recovery_config(market, seed: int, population: int = 12, generations: int = 
                   # (about 15-20% of a $300 underlying x 100), so undefined-risk structures can trade
                   "fixed": {"max_position_pct": 0.2}},
         "search": {"population": population, "generations": generations, "lambda": offspring or population,
-                   "seed": seed, "batch_size": 8},
+                   "seed": seed, "batch_size": 8,
+                   **({} if refine_regimes is None else {"refine_regimes": refine_regimes})},
         "walk_forward": {"folds": 3, "lockbox_days": 150},
         "honesty": {"pbo_candidates": 8, "pbo_blocks": 8, "top_n": 4, "min_lockbox_trades": 2},
     }, "recovery")

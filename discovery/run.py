@@ -158,6 +158,7 @@ def _discover(config: RunConfig, out_dir: Path, map_fn: MapFn, resume: bool,
     search = Search(space, evaluate_batch, config.search, config.digest(), map_fn=map_fn,
                     checkpoint_path=checkpoint, on_generation=on_generation)
     search.run(resume=state)
+    refined = search.refine_regimes(config.search.refine_regimes)
 
     reported = search.hall_of_fame(config.honesty.top_n)
     pbo_set = search.best_per_structure(config.honesty.pbo_candidates)
@@ -168,6 +169,7 @@ def _discover(config: RunConfig, out_dir: Path, map_fn: MapFn, resume: bool,
     payload = [[space.to_dict(g) for g in genomes[i:i + batch]] for i in range(0, len(genomes), batch)]
     details = dict(zip(genomes, (d for chunk in map_fn(evaluate_detail, payload) for d in chunk)))
     result = assess(config, search, reported, pbo_set, details, context, path)
+    result["regime_refinement_trials"] = refined
     result["elapsed_s"] = round(time.perf_counter() - started, 2)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(result, out_dir / RESULT_FILE)

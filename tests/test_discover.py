@@ -56,7 +56,8 @@ def test_report_has_the_seed_format_and_the_honesty_statistics(serial_run):
                 "backtest_sharpe", "backtest_return_pct", "win_rate_pct", "n_trades",
                 "lockbox", "deflated_sharpe", "decay", "passed", "reasons"):
         assert key in top
-    assert result["n_trials"] == result["generations"][-1]["distinct_evaluated"]
+    assert result["n_trials"] == result["generations"][-1]["distinct_evaluated"] + result["regime_refinement_trials"]
+    assert 0 < result["regime_refinement_trials"] <= 3 * 10  # (2^2 - 1) regime sets of each of the 10 leaders
     assert 0 <= result["pbo"]["pbo"] <= 1 and result["pbo"]["n_splits"] == 70
     assert (serial_run / "summary.txt").read_text().count("Verdict:") == 1
 
