@@ -5,8 +5,10 @@
   rows; quick: 5 files) in one process with one thread, against pandas.read_csv + to_parquet of
   the same files (which does only the first and last of those steps), with the rate of each
   stage on its own.
-* Implied volatility: the numba kernel on one thread over the SPX sample's mid prices (and over
-  uniformly random inputs), against scipy.optimize.brentq per option on a sample.
+* Implied volatility: the numba kernel (tabulated guess + one Householder step) on one thread
+  over the SPX sample's mid prices (its moneyness and DTE mix) and over random inputs, against
+  the previous kernel (Jäckel 2006 guess + Halley steps) on the same inputs in the same run, and
+  against scipy.optimize.brentq per option on a sample.
 """
 from __future__ import annotations
 
@@ -121,12 +123,24 @@ def _random_inputs(n: int, seed: int = 0):
     return is_call, price, f, k, t, df
 
 
-def _kernel_rate(inputs) -> tuple[float, float]:
-    from backtest import pricing_nb
+def _kernel_rates(inputs) -> dict:
+    """Implied vols per second of the solver and of the previous (2006) solver on the same
+    inputs, measured alternately so that both see the same load."""
+    from backtest import pricing, pricing_nb
 
-    out = np.empty(len(inputs[1]))
-    pricing_nb.black_implied_vol_array(*inputs, out)
-    return _best_rate(lambda: pricing_nb.black_implied_vol_array(*inputs, out), len(out)), float(np.isnan(out).mean())
+    guess = pricing.iv_guess_table()
+    fast, previous = np.empty(len(inputs[1])), np.empty(len(inputs[1]))
+    solvers = {"table_householder": lambda: pricing_nb.black_implied_vol_array(*inputs, guess, fast),
+               "jaeckel_2006_halley": lambda: pricing_nb.black_implied_vol_2006_array(*inputs, previous)}
+    for solve in solvers.values():
+        solve()  # JIT/cache load
+    best = dict.fromkeys(solvers, 0.0)
+    for _ in range(3):
+        for name, solve in solvers.items():
+            best[name] = max(best[name], _best_rate(solve, len(fast), repeats=1))
+    if not np.array_equal(np.isnan(fast), np.isnan(previous)):
+        raise AssertionError("the two solvers disagree on which prices have an implied volatility")
+    return {**{k: round(v) for k, v in best.items()}, "nan_share": round(float(np.isnan(fast).mean()), 4)}
 
 
 def _price_rate(inputs) -> float:
@@ -146,7 +160,7 @@ def _brentq_rate(inputs) -> float:
     from backtest import pricing_nb
 
     is_call, price, f, k, t, df = (np.asarray(a)[:BRENTQ_SAMPLE * 3] for a in inputs)
-    ok = ~np.isnan(np.array([pricing_nb.black_implied_vol(c, p, ff, kk, tt, d)
+    ok = ~np.isnan(np.array([pricing_nb.black_implied_vol_2006(c, p, ff, kk, tt, d)
                              for c, p, ff, kk, tt, d in zip(is_call, price, f, k, t, df)]))
     rows = [r for r in zip(is_call, price, f, k, t, df, ok) if r[-1]][:BRENTQ_SAMPLE]
     t0 = time.perf_counter()
@@ -167,8 +181,8 @@ def run(quick: bool) -> dict:
         pandas = _pandas_rate(files, tmp)
         stages = _stage_rates(files)
         spx = _iv_inputs_from_store(store)
-        spx_rate, spx_nan = _kernel_rate(spx)
-        random_rate, _ = _kernel_rate(_random_inputs(200_000 if quick else 2_000_000))
+        spx_rates = _kernel_rates(spx)
+        random_rates = _kernel_rates(_random_inputs(200_000 if quick else 2_000_000))
         brentq = _brentq_rate(spx)
         prices = _price_rate(spx)
     finally:
@@ -182,11 +196,12 @@ def run(quick: bool) -> dict:
         "pandas_csv_to_parquet_rows_per_s": round(pandas),
         "import_vs_pandas": round(ours / pandas, 2),
         "import_stage_rows_per_s": stages,
-        "iv_per_s_per_core_spx_mids": round(spx_rate),
-        "iv_spx_nan_share": round(spx_nan, 4),
-        "iv_per_s_per_core_random": round(random_rate),
+        "iv_per_s_per_core_spx_mids": spx_rates,
+        "iv_spx_vs_previous_solver": round(spx_rates["table_householder"] / spx_rates["jaeckel_2006_halley"], 2),
+        "iv_per_s_per_core_random": random_rates,
+        "iv_random_vs_previous_solver": round(random_rates["table_householder"] / random_rates["jaeckel_2006_halley"], 2),
         "price_per_s_per_core_spx": round(prices),
-        "iv_cost_in_prices": round(prices / spx_rate, 1),
+        "iv_cost_in_prices": round(prices / spx_rates["table_householder"], 2),
         "brentq_iv_per_s": round(brentq),
-        "iv_spx_vs_brentq": round(spx_rate / brentq, 1),
+        "iv_spx_vs_brentq": round(spx_rates["table_householder"] / brentq, 1),
     }
