@@ -29,6 +29,9 @@ from backtest.errors import UserError
 
 BLOCK_SIZE = 8 << 20  # bytes of CSV text per parse block: bounds memory per worker
 DATE = pa.date32()  # marker type: a date column whose format is detected per file
+# marker type: text whose values are mostly distinct per row (option symbols), read as plain
+# strings; other text is dictionary-encoded while parsed, which costs more than it saves there
+UNIQUE_TEXT = pa.large_string()
 DATE_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%Y%m%d", "%d-%b-%Y", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M")
 NULL_VALUES = ["", " ", "NaN", "nan", "NA", "N/A", "null"]
 
@@ -171,6 +174,8 @@ DICT_STRING = pa.dictionary(pa.int32(), pa.string())
 def _arrow_type(plan: CsvPlan, name: str) -> pa.DataType:
     # dates and labels repeat a lot: parse each distinct text once via dictionary encoding
     t = plan.types[name]
+    if t == UNIQUE_TEXT:
+        return pa.string()
     return DICT_STRING if t in (DATE, pa.string()) else t
 
 
