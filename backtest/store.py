@@ -131,7 +131,11 @@ def _is_sorted(table: pa.Table) -> bool:
 
 
 def sort_chains(table: pa.Table) -> pa.Table:
-    return table if _is_sorted(table) else table.sort_by([(k, "ascending") for k in CHAIN_SORT_KEYS])
+    if _is_sorted(table):
+        return table
+    # column by column: Table.sort_by's table-wide take is ~1.5x slower on one core
+    order = pc.sort_indices(table, sort_keys=[(k, "ascending") for k in CHAIN_SORT_KEYS])
+    return pa.Table.from_arrays([col.take(order) for col in table.columns], schema=table.schema)
 
 
 class DatasetWriter:
