@@ -93,14 +93,19 @@ def zip_members(path: str | Path) -> list[str]:
 
 
 def _head(path: Path, member: str | None, n_lines: int = 2) -> list[list[str]]:
-    """The first `n_lines` CSV records of an input (header and first data row)."""
+    """The first `n_lines` CSV records of an input (header and first data row), decompressing
+    only the first block or two of the file."""
     label = input_label(path, member)
+    head = b""
     try:
         with open_input(path, member) as stream:
-            text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
-            return [row for _, row in zip(range(n_lines), csv.reader(text))]
+            while head.count(b"\n") <= n_lines and (block := stream.read(1 << 16)):
+                head += block
+        # whole lines only, so that no multi-byte character is cut
+        text = (head if head.count(b"\n") <= n_lines else head[: head.rfind(b"\n") + 1]).decode("utf-8-sig")
     except (OSError, EOFError, UnicodeDecodeError, pa.ArrowInvalid) as exc:
         raise ImportFileError(f"{label}: cannot read ({_io_reason(exc)})") from None
+    return [row for _, row in zip(range(n_lines), csv.reader(io.StringIO(text, newline="")))]
 
 
 def _io_reason(exc: BaseException) -> str:
