@@ -79,14 +79,39 @@ def _stage_rates(files: list[Path]) -> dict[str, int]:
     return {key: round(rows / v) for key, v in spent.items()}
 
 
+def _read_floor_rates(files: list[Path]) -> dict[str, int]:
+    """Rows per second of reading alone: gzip decompression, and decompression + the streaming
+    Arrow CSV parse with the importer's column types (what any import must do before it does
+    anything with the rows)."""
+    import pyarrow as pa
+
+    from backtest.importers.long import LongFormat
+    from backtest.importers.source import read_csv_batches
+
+    rows, decompress, parse = 0, 0.0, 0.0
+    for f in files:
+        t0 = time.perf_counter()
+        with pa.input_stream(str(f), compression="gzip") as stream:
+            stream.read()
+        t1 = time.perf_counter()
+        rows += sum(t.num_rows for t, _ in read_csv_batches(f, LongFormat.layout, "bench"))
+        t2 = time.perf_counter()
+        decompress += t1 - t0
+        parse += t2 - t1
+    return {"gzip_decompress": round(rows / decompress), "decompress_and_csv_parse": round(rows / parse)}
+
+
 def _pandas_rate(files: list[Path], tmp: Path) -> float:
+    """pandas.read_csv + DataFrame.to_parquet with the import's codec."""
     import pandas as pd
+
+    from backtest.importers.pipeline import PARQUET_OPTIONS
 
     rows = 0
     t0 = time.perf_counter()
     for i, f in enumerate(files):
         df = pd.read_csv(f)
-        df.to_parquet(tmp / f"pandas_{i}.parquet", engine="pyarrow", compression="zstd")
+        df.to_parquet(tmp / f"pandas_{i}.parquet", engine="pyarrow", compression=PARQUET_OPTIONS["compression"])
         rows += len(df)
     return rows / (time.perf_counter() - t0)
 
@@ -180,6 +205,7 @@ def run(quick: bool) -> dict:
         ours, summary, store = _import_rate(files, tmp)
         pandas = _pandas_rate(files, tmp)
         stages = _stage_rates(files)
+        floors = _read_floor_rates(files)
         spx = _iv_inputs_from_store(store)
         spx_rates = _kernel_rates(spx)
         random_rates = _kernel_rates(_random_inputs(200_000 if quick else 2_000_000))
@@ -196,6 +222,7 @@ def run(quick: bool) -> dict:
         "pandas_csv_to_parquet_rows_per_s": round(pandas),
         "import_vs_pandas": round(ours / pandas, 2),
         "import_stage_rows_per_s": stages,
+        "read_floor_rows_per_s": floors,
         "iv_per_s_per_core_spx_mids": spx_rates,
         "iv_spx_vs_previous_solver": round(spx_rates["table_householder"] / spx_rates["jaeckel_2006_halley"], 2),
         "iv_per_s_per_core_random": random_rates,
