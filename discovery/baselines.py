@@ -9,6 +9,7 @@ discovery as a whole beats them only when a structure that passed every honesty 
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -46,15 +47,20 @@ def account_lockbox_metrics(result: PortfolioResult) -> dict[str, Any]:
     return wf.series_metrics(returns, trade_pnl)
 
 
-def lockbox_features(path: Path, underlying: str, last_day: np.datetime64):
+def lockbox_features(path: Path, underlying: str, last_day: np.datetime64) -> pd.DataFrame | None:
     """The feature table of ``underlying`` through ``last_day``, built into DIR/features (as
     `osd features build` does; only days not yet stored are computed). Every feature is causal,
-    so a lockbox day's value uses that day's data and earlier only."""
+    so a lockbox day's value uses that day's data and earlier only. None when the table cannot
+    be written (a read-only dataset): the baselines that need it are then reported as not run."""
     from models.features.build import build_features, read_feature_table
 
-    build_features(path, underlyings=[underlying])
-    features = read_feature_table(path, underlying)
-    return features.loc[:pd.Timestamp(last_day)]
+    try:
+        build_features(path, underlyings=[underlying])
+    except OSError as exc:
+        warnings.warn(f"{path}: cannot build the feature table the baselines need ({exc}); "
+                      "run `osd features build` where the dataset is writable", stacklevel=2)
+        return None
+    return read_feature_table(path, underlying).loc[:pd.Timestamp(last_day)]
 
 
 def lockbox_baselines(context: EvalContext, path: Path) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ from backtest.index import ChainIndex
 from backtest.store import Dataset
 from backtest.errors import UserError
 from discovery import report
-from discovery.baselines import compare, strict_json, structure_label
+from discovery.baselines import compare, lockbox_baselines, strict_json, structure_label
 from discovery.config import parse_config
 from discovery.run import RESULT_FILE, SUMMARY_FILE, discover, make_context
 from discovery.spool import Spool
@@ -132,3 +132,16 @@ def test_config_switches_baselines_off_and_validates_the_value(small_planted_mar
     off = discover(config, tmp_path)
     assert "baselines" not in off and all("vs_baselines" not in s for s in off["discovered_structures"])
     assert "Did discovery beat" not in (tmp_path / SUMMARY_FILE).read_text()
+
+
+def test_a_dataset_where_features_cannot_be_written_reports_those_baselines_as_not_run(
+        small_planted_market, monkeypatch):  # noqa: F811
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(small_planted_market / "features"))
+
+    monkeypatch.setattr("models.features.build.build_features", read_only)
+    context = make_context(small_config(small_planted_market), small_planted_market)
+    with pytest.warns(UserWarning, match="cannot build the feature table"):
+        entries = lockbox_baselines(context, small_planted_market)
+    assert [e["name"] for e in entries if "lockbox" in e] == ["seed000_long_straddle_60_90", "seed000_short_dated_gamma"]
+    assert all(e["error"].startswith("no feature table") for e in entries if "lockbox" not in e)
