@@ -58,8 +58,8 @@ def lockbox_table(result: dict) -> list[str]:
     section = result["baselines"]
     rows = [[f"#{s['rank']} {s['structure_type']}", "PASS" if s["passed"] else "rejected",
              *(fmt.format(s["lockbox"][key]) for key, _, fmt in LOCKBOX_COLUMNS),
-             "yes" if s["vs_baselines"]["beats_best_baseline"] else "no"]
-            for s in result["discovered_structures"] if "vs_baselines" in s]
+             {True: "yes", False: "no", None: "-"}[s.get("vs_baselines", {}).get("beats_best_baseline")]]
+            for s in result["discovered_structures"]]
     for b in section["entries"]:
         if "lockbox" in b:
             rows.append([b["name"], "baseline", *(fmt.format(b["lockbox"][key]) for key, _, fmt in LOCKBOX_COLUMNS), ""])

@@ -145,3 +145,13 @@ def test_a_dataset_where_features_cannot_be_written_reports_those_baselines_as_n
         entries = lockbox_baselines(context, small_planted_market)
     assert [e["name"] for e in entries if "lockbox" in e] == ["seed000_long_straddle_60_90", "seed000_short_dated_gamma"]
     assert all(e["error"].startswith("no feature table") for e in entries if "lockbox" not in e)
+
+
+def test_table_still_lists_the_structures_when_no_baseline_ran(result):
+    structures = [{k: v for k, v in s.items() if k != "vs_baselines"} for s in result["discovered_structures"]]
+    entries = [{"name": "seed001_regime_matrix", "error": "no feature table"}]
+    lines = report.lockbox_table({**result, "discovered_structures": structures, "baselines": {
+        **result["baselines"], "entries": entries, "comparison": compare(structures, entries)["summary"]}})
+    assert [line.split()[0] for line in lines[3:-1]] == [f"#{s['rank']}" for s in structures] + ["seed001_regime_matrix"]
+    assert lines[-2].split()[1:] == ["baseline", "not", "run:", "no", "feature", "table"]
+    assert lines[-1].startswith("Did discovery beat the guesses? no baseline ran on the lockbox")
