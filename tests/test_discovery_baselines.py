@@ -18,15 +18,15 @@ from discovery.tracking import MlflowSink
 from models.baselines import run_baselines
 from models.features.build import read_feature_table
 from tests.mlflow_server import fresh_sqlite_store
-from tests.test_discover import serial_run, small_config, small_planted_market  # noqa: F401  (fixtures)
+from tests.test_discover import small_config
 
 
 @pytest.fixture(scope="module")
-def result(serial_run) -> dict:  # noqa: F811
+def result(serial_run) -> dict:
     return json.loads((serial_run / RESULT_FILE).read_text())
 
 
-def test_report_baselines_equal_a_direct_run_on_the_lockbox(result, small_planted_market):  # noqa: F811
+def test_report_baselines_equal_a_direct_run_on_the_lockbox(result, small_planted_market):
     config = small_config(small_planted_market)
     lo, hi = make_context(config, small_planted_market).layout.lockbox
     index = ChainIndex.from_dataset(Dataset(small_planted_market), config.underlying)
@@ -85,7 +85,7 @@ def test_comparison_flags_each_structure_and_counts_only_passed_ones():
     assert "c: no feature table" in nothing_ran["summary"]["answer"]
 
 
-def test_printed_report_shows_structures_and_baselines_side_by_side(result, serial_run):  # noqa: F811
+def test_printed_report_shows_structures_and_baselines_side_by_side(result, serial_run):
     text = (serial_run / SUMMARY_FILE).read_text()
     assert text == report.summary(result)
     table = text[text.index("discovered structures vs the seeds' baselines"):text.index("Did discovery beat")]
@@ -118,7 +118,7 @@ def test_parent_run_gets_the_baselines(result, tmp_path):
     assert json.loads((tmp_path / "baselines.json").read_text()) == result["baselines"]
 
 
-def test_config_switches_baselines_off_and_validates_the_value(small_planted_market, tmp_path):  # noqa: F811
+def test_config_switches_baselines_off_and_validates_the_value(small_planted_market, tmp_path):
     raw = {"name": "x", "data": {"path": "d"}}
     assert parse_config(raw).report.baselines is True
     with pytest.raises(UserError, match=r"key 'report.baselines'.*got 'perhaps'"):
@@ -135,7 +135,7 @@ def test_config_switches_baselines_off_and_validates_the_value(small_planted_mar
 
 
 def test_a_dataset_where_features_cannot_be_written_reports_those_baselines_as_not_run(
-        small_planted_market, monkeypatch):  # noqa: F811
+        small_planted_market, monkeypatch):
     def read_only(*args, **kwargs):
         raise PermissionError(13, "Permission denied", str(small_planted_market / "features"))
 
