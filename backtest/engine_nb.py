@@ -255,8 +255,8 @@ def build_legs(params, k, d, days, day_group_start, group_expiration, group_row_
                 break
             is_debit = st == CALL_DEBIT_SPREAD or st == PUT_DEBIT_SPREAD
             lo, hi = (clo, chi) if is_call else (plo, phi)
-            a = pick_by_delta(delta, lo, hi, params[k, P_LONG_DELTA] if is_debit else params[k, P_SHORT_DELTA], is_call,
-                              _monotone(group_monotone, g, is_call))
+            target = params[k, P_LONG_DELTA] if is_debit else params[k, P_SHORT_DELTA]
+            a = pick_by_delta(delta, lo, hi, target, is_call, _monotone(group_monotone, g, is_call))
             if a < 0:
                 return 0
             w = a + width if is_call else a - width
@@ -461,7 +461,8 @@ def run_block(g0, g1, params, cst, masks, d0, d1, days, close, day_group_start, 
                         r = next_row[leg_last_row[q, i]]
                     else:
                         r = -1
-                        gg = find_group(day_group_start, group_expiration, group_root, d, leg_exp[q, i], leg_root[q, i])
+                        gg = find_group(day_group_start, group_expiration, group_root, d, leg_exp[q, i],
+                                        leg_root[q, i])
                         if gg >= 0:
                             lo, hi = segment(group_row_start, group_put_start, gg, leg_call[q, i])
                             r = find_strike(strike, lo, hi, leg_k[q, i])

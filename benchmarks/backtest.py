@@ -5,8 +5,9 @@ Figures: structure-days per second on one core (genomes x trading days / seconds
 ``run_many`` call, best of 5, numba limited to one thread; by wall clock and by the process's
 CPU time, since the machines are shared, with the load average), where the time goes (CPU
 nanoseconds per genome-day for workloads that isolate the day loop and the entry attempts),
-the first-call compile time measured in a fresh process with an empty numba cache, and the ratio to the pandas reference (tests/reference_backtest.py) timed in the
-same run on the first days of the same market (scaled per structure-day).
+the first-call compile time measured in a fresh process with an empty numba cache, and the
+ratio to the pandas reference (tests/reference_backtest.py) timed in the same run on the first
+days of the same market (scaled per structure-day).
 """
 from __future__ import annotations
 
