@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ import numpy as np
 from backtest.bs_market import make_chains, to_index
 from backtest.costs import Costs
 from backtest.dna import StructureDNA, StructureType, repair
-from backtest.engine import run_many
+from backtest.engine import INDEX_ARRAYS, run_many
 
 GOLDEN = Path(__file__).parent / "data" / "engine_golden.npz"
 # (seed, missing-quote share, exercise style, vendor-like noisy deltas, fill model)
@@ -51,6 +52,8 @@ def golden_runs() -> dict[str, np.ndarray]:
             noise = rng.choice([0.0, 0.0, 0.03, -0.03, np.nan], len(chains))
             chains = chains.assign(delta=(chains["delta"] + noise).astype(np.float32).astype(float))
         index = to_index(chains, closes)
+        digest = hashlib.sha256(b"".join(getattr(index, name).tobytes() for name in INDEX_ARRAYS)).digest()
+        out[f"{m}/market_sha256"] = np.frombuffer(digest, dtype=np.uint8)
         mask = rng.random((N_GENOMES, index.n_days)) < 0.8
         result = run_many(random_genomes(rng), index, costs=Costs(fill=fill, assignment_fee=0.5),
                           entry_masks=mask, legs=True)
@@ -68,6 +71,10 @@ def test_kernel_reproduces_golden_outputs():
     got = golden_runs()
     assert sorted(got) == sorted(expected.files)
     assert sum(len(got[f"{m}/trade_pnl"]) for m in range(len(MARKETS))) > 500  # the runs trade
+    for m in range(len(MARKETS)):  # a different market (another numpy/CPU) is not a kernel change
+        assert np.array_equal(got[f"{m}/market_sha256"], expected[f"{m}/market_sha256"]), (
+            f"market {m} differs from the one the golden outputs were made on: this platform "
+            "synthesises it differently; regenerate the file from a trusted kernel")
     for name in expected.files:
         np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
 
