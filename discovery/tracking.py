@@ -7,9 +7,10 @@ The search talks to a :class:`ResultsSink` with plain data only, on the driver:
     for gen in ...:
         sink.log_generation(gen, {"best_fitness": ..., "mean_fitness": ..., "evaluations": ...,
                                   "evals_per_s": ..., "diversity": ...})
-    structures = [StructureRecord.from_lockbox(rank, lockbox_result, spot_at_first_entry,
-                                               in_sample=..., out_of_sample=..., honesty=...,
-                                               verdict=...) for ...]
+    # per reported structure: result, metrics = discovery.evaluate.lockbox_backtest(context, dna)
+    structures = [StructureRecord.from_lockbox(rank, result, spot, lockbox=metrics,
+                                               evaluation=replay_record(context), in_sample=...,
+                                               out_of_sample=..., honesty=..., verdict=...) for ...]
     sink.finish(report, evaluations, structures)          # once, after the lockbox
     # or, when the search dies: sink.fail("why")
 
@@ -30,7 +31,8 @@ metrics with ``step = generation``; artifacts ``config.yaml``, ``discovered_stru
 child run per structure (tag ``osd.kind=structure``, ``mlflow.parentRunId``): params = the genes
 (DNA keys) and ``eval.<key>`` for the evaluation settings; metrics ``rank``, ``is.<k>``,
 ``oos.<k>``, ``lockbox.<k>``, ``honesty.<k>`` (non-numeric honesty values become tags); tags
-``osd.dna`` (the DNA as JSON, what ``osd top --json`` returns) and ``osd.verdict``; artifacts
+``osd.dna`` (the DNA as JSON, what ``osd top --json`` returns), ``osd.evaluation`` (what replays its
+lockbox backtest, also in ``osd top --json``) and ``osd.verdict``; artifacts
 ``dna.json``, ``trade_log.parquet``, ``equity_curve.parquet``, ``equity.png``, ``payoff.png``.
 
 Where it goes. ``tracking_uri`` if given, else ``MLFLOW_TRACKING_URI``, else MLflow's own local
@@ -75,6 +77,7 @@ __all__ = [
 DEFAULT_SPOOL_DIR = Path("mlflow-spool")
 KIND_TAG = "osd.kind"
 DNA_TAG = "osd.dna"
+EVALUATION_TAG = "osd.evaluation"
 VERDICT_TAG = "osd.verdict"
 EXPERIMENT_TAG = "osd.experiment"
 # metric prefixes of a structure's child run, by StructureRecord field
@@ -121,6 +124,9 @@ class StructureRecord:
     - ``trade_log``: its trade log frame.
     - ``legs`` and ``spot``: the structure as entered on a representative day, for the payoff
       diagram; ``multiplier`` is the contract multiplier.
+    - ``evaluation``: what replays the lockbox backtest (``discovery.evaluate.replay_record``:
+      dataset, underlying, costs, gates' inputs, fold layout, lockbox days); logged as the tag
+      ``osd.evaluation`` and carried by ``osd top --json`` to ``osd backtest --dna @FILE``.
     """
 
     rank: int
@@ -136,18 +142,23 @@ class StructureRecord:
     legs: Sequence[PayoffLeg]
     spot: float
     multiplier: float = 100.0
+    evaluation: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_lockbox(cls, rank: int, lockbox: Any, spot: float, *, in_sample: Mapping[str, float],
-                     out_of_sample: Mapping[str, float], honesty: Mapping[str, Any], verdict: str,
-                     params: Mapping[str, Any] | None = None) -> "StructureRecord":
-        """From the lockbox ``backtest.engine.BacktestResult``: its DNA, metrics, equity curve and
-        trade log; the payoff diagram shows its first trade's legs, entered at ``spot``."""
-        trades = lockbox.trades
-        return cls(rank=rank, dna=lockbox.dna.to_dict(), params={"fill": lockbox.fill_model, **(params or {})},
-                   in_sample=in_sample, out_of_sample=out_of_sample, lockbox=lockbox.metrics,
-                   honesty=honesty, verdict=verdict, equity_curve=lockbox.equity, trade_log=trades,
-                   legs=payoff_legs(trades.iloc[0]) if len(trades) else [], spot=spot)
+    def from_lockbox(cls, rank: int, result: Any, spot: float, *, lockbox: Mapping[str, float],
+                     evaluation: Mapping[str, Any], in_sample: Mapping[str, float],
+                     out_of_sample: Mapping[str, float], honesty: Mapping[str, Any],
+                     verdict: str) -> "StructureRecord":
+        """From the lockbox ``backtest.engine.BacktestResult`` and its ``lockbox`` metrics
+        (``discovery.evaluate.lockbox_backtest``): its DNA, equity curve and trade log; the payoff
+        diagram shows its first trade's legs, entered at ``spot``."""
+        trades = result.trades
+        params = {"fill": result.fill_model,
+                  **{k: evaluation[k] for k in ("dataset", "underlying", "lockbox_dates", "costs") if k in evaluation}}
+        return cls(rank=rank, dna=result.dna.to_dict(), params=params, in_sample=in_sample,
+                   out_of_sample=out_of_sample, lockbox=lockbox, honesty=honesty, verdict=verdict,
+                   equity_curve=result.equity, trade_log=trades,
+                   legs=payoff_legs(trades.iloc[0]) if len(trades) else [], spot=spot, evaluation=evaluation)
 
 
 def payoff_legs(trade: Mapping[str, Any], max_legs: int = 4) -> list[PayoffLeg]:
@@ -337,8 +348,10 @@ class MlflowSink:
         run_key = f"structure-{record.rank:02d}"
         structure_type = str(record.dna.get("structure_type", "structure"))
         dna_json = json.dumps(_plain(record.dna), sort_keys=True)
-        self._create_run(run_key, f"rank{record.rank:02d}-{structure_type}", self.PARENT,
-                         {KIND_TAG: "structure", DNA_TAG: dna_json, VERDICT_TAG: record.verdict[:7900]})
+        tags = {KIND_TAG: "structure", DNA_TAG: dna_json, VERDICT_TAG: record.verdict[:7900]}
+        if record.evaluation:
+            tags[EVALUATION_TAG] = json.dumps(_plain(record.evaluation), sort_keys=True)
+        self._create_run(run_key, f"rank{record.rank:02d}-{structure_type}", self.PARENT, tags)
         self._log_params(run_key, {**flatten_params(record.dna),
                                    **flatten_params(record.params, prefix="eval.")})
         metrics: dict[str, float] = {"rank": float(record.rank)}

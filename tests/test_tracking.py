@@ -44,7 +44,7 @@ def make_structure(rank: int) -> StructureRecord:
         params={"fill": "cross", "commission": 0.65},
         in_sample={"sharpe": 1.5 - rank / 10, "n_trades": 80},
         out_of_sample={"sharpe": 1.0 - rank / 10, "n_trades": 30},
-        lockbox={"sharpe": 0.8 - rank / 10, "max_drawdown": -0.07},
+        lockbox={"sharpe_annual": 0.8 - rank / 10, "max_drawdown": -0.07},
         honesty={"dsr": 0.96, "pbo": 0.12, "passed": rank == 1},
         verdict="discovered" if rank == 1 else "rejected: DSR below 0.95",
         equity_curve=pd.DataFrame({"date": dates, "equity": equity, "daily_pnl": np.r_[0, np.diff(equity)]}),
@@ -152,7 +152,7 @@ def test_osd_top_against_a_server(server, logged):
                                               server.url, "--json"]).output)
     assert [item["rank"] for item in as_json] == [1, 2, 3]
     assert [item["dna"] for item in as_json] == [make_structure(r).dna for r in (1, 2, 3)]
-    assert as_json[0]["metrics"]["lockbox.sharpe"] == pytest.approx(0.7)
+    assert as_json[0]["metrics"]["lockbox.sharpe_annual"] == pytest.approx(0.7)
     assert {item["parent_run_id"] for item in as_json} == {logged.parent_run_id}
     bad = runner.invoke(main, ["top", "--experiment", "nope", "--tracking-uri", server.url])
     assert bad.exit_code != 0 and "unknown experiment 'nope'" in bad.output and "complete" in bad.output
