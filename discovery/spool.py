@@ -24,6 +24,8 @@ their MLflow ids are unknown until the server has created them):
 Sequence numbers are given in the order operations are appended, and an operation is appended
 only once its files are complete, so a concurrent flush always sees a prefix of the journal.
 - ``end_run``: run, status, end_time
+- ``render``: plot (a ``discovery.plots.render`` spec; paths relative to ``files/``): drawn by the
+  sender, not the search, into folders a later ``log_artifacts`` uploads
 """
 from __future__ import annotations
 
@@ -209,6 +211,10 @@ class Spool:
                                  op["artifact_path"])
         elif kind == "end_run":
             client.set_terminated(self._require_run(op["run"]), op["status"], int(op["end_time"]))
+        elif kind == "render":
+            from discovery.plots import render
+
+            render(op["plot"], self.path / "files")
         else:
             raise ValueError(f"unknown spool operation {kind!r} in {self.path}")
 

@@ -14,8 +14,9 @@ The search talks to a :class:`ResultsSink` with plain data only, on the driver:
     sink.finish(report, evaluations, structures)          # once, after the lockbox
     # or, when the search dies: sink.fail("why")
 
-Every call returns at once (no MLflow call happens on the caller's thread, except that
-``finish``/``fail`` wait for the writer to send everything).
+Every call only journals and returns: no MLflow call, MLflow import or plot drawing happens in
+the caller's process (a sender process does them), except that ``finish``/``fail`` wait for the
+sender to send everything.
 
 ``report`` is the ``discovered_structures.json`` dict, ``evaluations`` a DataFrame with one row
 per distinct genome evaluated (genes and fold metrics as plain columns), and ``structures`` one
@@ -40,8 +41,8 @@ default in the working directory: ``sqlite:///mlflow.db`` (artifacts under ``./m
 ``./mlruns`` file store where one already holds data. ``osd top`` resolves the URI the same way,
 so with no configuration it reads what the last run in the same directory wrote.
 
-Resilience. Writes are journaled to a spool folder first (:mod:`discovery.spool`) and sent in
-batches: per-generation metrics go out at most once per ``flush_interval_s`` (consecutive batches
+Resilience. Writes are journaled to a spool folder first (:mod:`discovery.spool`) and sent, by a
+separate sender process, in batches: per-generation metrics go out at most once per ``flush_interval_s`` (consecutive batches
 are merged into one ``log_batch`` call), so a remote server's ~50 ms per call stays off the
 search's critical path. If the server does not answer, the operations stay in the spool and are
 retried every ``retry_interval_s``; the search is never interrupted. ``finish`` keeps trying for
@@ -52,10 +53,9 @@ server costs seconds, not minutes.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
-import shutil
 import sys
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -213,11 +213,12 @@ class NullSink:
 class MlflowSink:
     """Streams a discovery run into MLflow through a local spool (see the module docstring).
 
-    The calls journal their operations and return; one background thread (started by
-    ``start``) imports MLflow, sends the journal and retries while the server is away, so
-    neither MLflow's import and store set-up nor a remote server's latency is spent on the
-    search's time. ``finish``/``fail`` wait for it (at most ``finish_timeout_s`` once the server
-    stops answering). ``spool_dir`` is the parent folder; this run's journal is
+    The calls journal their operations and return; one sender process (spawned by ``start``)
+    imports MLflow, sends the journal and retries while the server is away, so neither MLflow's
+    import and store set-up nor a remote server's latency is spent on the search's time, and,
+    being a process rather than a thread, it never holds the search's GIL. ``finish``/``fail``
+    wait for it (at most ``finish_timeout_s`` once the server stops answering); the sender
+    sends each structure's run while ``finish`` renders the next one's plots. ``spool_dir`` is the parent folder; this run's journal is
     ``spool_dir/<run key>`` and is deleted once everything has reached the server.
     """
 
@@ -229,12 +230,13 @@ class MlflowSink:
     finish_timeout_s: float = 15.0
     run_name: str | None = None
     last_flush: FlushResult | None = field(default=None, init=False)
+    parent_run_id: str | None = field(default=None, init=False)  # known once finished
     _history: list[tuple[int, dict[str, float]]] = field(default_factory=list, init=False, repr=False)
     _spool: Spool | None = field(default=None, init=False, repr=False)
-    _writer: threading.Thread | None = field(default=None, init=False, repr=False)
-    _wake: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
-    _closing: float | None = field(default=None, init=False, repr=False)  # drain deadline
-    _writer_error: BaseException | None = field(default=None, init=False, repr=False)
+    _sender: Any = field(default=None, init=False, repr=False)  # multiprocessing.Process
+    _closing: Any = field(default=None, init=False, repr=False)  # multiprocessing.Event: journal complete
+    _report: Any = field(default=None, init=False, repr=False)  # receiving end of the sender's report
+    _finished: bool = field(default=False, init=False, repr=False)
 
     PARENT = "parent"
 
@@ -255,8 +257,16 @@ class MlflowSink:
         folder = self._spool.stage_dir()
         (folder / "config.yaml").write_text(yaml.safe_dump(_plain(config), sort_keys=False))
         self._log_artifacts(self.PARENT, folder)
-        self._writer = threading.Thread(target=self._write_loop, name="mlflow-sink", daemon=True)
-        self._writer.start()
+        configure_mlflow_client()  # the sender inherits the environment
+        context = multiprocessing.get_context("spawn")  # not fork: the search may hold threads
+        self._closing = context.Event()
+        self._report, report_end = context.Pipe(duplex=False)
+        self._sender = context.Process(
+            target=send_journal, name="mlflow-sink", daemon=True,
+            args=(str(self._spool.path), self.tracking_uri, self.flush_interval_s, self.retry_interval_s,
+                  self.finish_timeout_s, self._closing, report_end))
+        self._sender.start()
+        report_end.close()
 
     def log_generation(self, gen: int, metrics: Mapping[str, float]) -> None:
         spool = self._started()
@@ -268,20 +278,16 @@ class MlflowSink:
 
     def finish(self, report: Mapping[str, Any], evaluations: pd.DataFrame,
                structures: Sequence[StructureRecord]) -> None:
-        from discovery.plots import fitness_plot
-
         spool = self._started()
         parent_files = spool.stage_dir()
         (parent_files / "discovered_structures.json").write_text(
             json.dumps(_plain(report), indent=2) + "\n")
         evaluations.to_parquet(parent_files / "evaluations.parquet", index=False)
-        plots = parent_files / "plots"
-        plots.mkdir()
-        fitness_plot(self._history, plots / "fitness.png", f"{self.experiment}: fitness by generation")
+        (parent_files / "plots").mkdir()
+        self._render("fitness", [f"{parent_files.name}/plots/fitness.png"],
+                     f"{self.experiment}: fitness by generation", history=self._history)
         for record in sorted(structures, key=lambda r: r.rank):
-            child_plots = self._log_structure(record)
-            for name in ("equity.png", "payoff.png"):
-                shutil.copy(child_plots / name, plots / f"rank{record.rank:02d}_{name}")
+            self._log_structure(record, f"{parent_files.name}/plots/rank{record.rank:02d}_")
         self._log_artifacts(self.PARENT, parent_files)
         self._end_run(self.PARENT, "FINISHED")
         self._drain()
@@ -295,11 +301,6 @@ class MlflowSink:
     # ------------------------------------------------------------------ results
 
     @property
-    def parent_run_id(self) -> str | None:
-        """The parent run's MLflow id, once the server has created it."""
-        return self._spool.run_id(self.PARENT) if self._spool else None
-
-    @property
     def spool_path(self) -> Path | None:
         return self._spool.path if self._spool else None
 
@@ -308,7 +309,7 @@ class MlflowSink:
     def _started(self) -> Spool:
         if self._spool is None:
             raise RuntimeError("MlflowSink.start must be called first")
-        if self._closing is not None:
+        if self._finished:
             raise RuntimeError("MlflowSink is already finished")
         return self._spool
 
@@ -337,13 +338,16 @@ class MlflowSink:
         """Upload a staged folder's contents to the run's artifact root (after they are complete)."""
         self._started().append({"op": "log_artifacts", "run": run_key, "artifact_path": None, "files": folder.name})
 
+    def _render(self, kind: str, to: list[str], title: str, **data: Any) -> None:
+        """Journal a plot for the sender to draw (``discovery.plots.render``; ``to`` relative to
+        the spool's staged files), so that drawing costs the search nothing."""
+        self._started().append({"op": "render", "plot": {"kind": kind, "to": to, "title": title, **data}})
+
     def _end_run(self, run_key: str, status: str) -> None:
         self._started().append({"op": "end_run", "run": run_key, "status": status, "end_time": _now_ms()})
 
-    def _log_structure(self, record: StructureRecord) -> Path:
-        """Journal one child run; return the folder holding its plots."""
-        from discovery.plots import equity_plot, payoff_plot
-
+    def _log_structure(self, record: StructureRecord, parent_plots: str) -> None:
+        """Journal one child run; its plots are also drawn to ``parent_plots`` + their name."""
         spool = self._started()
         run_key = f"structure-{record.rank:02d}"
         structure_type = str(record.dna.get("structure_type", "structure"))
@@ -370,52 +374,36 @@ class MlflowSink:
         record.trade_log.to_parquet(folder / "trade_log.parquet", index=False)
         record.equity_curve.to_parquet(folder / "equity_curve.parquet", index=False)
         title = f"#{record.rank} {structure_type}"
-        equity_plot(record.equity_curve, folder / "equity.png", f"{title}: lockbox equity and drawdown")
-        payoff_plot(record.legs, record.spot, folder / "payoff.png", f"{title}: P&L at expiry",
-                    record.multiplier)
+        self._render("equity", [f"{folder.name}/equity.png", f"{parent_plots}equity.png"],
+                     f"{title}: lockbox equity and drawdown", equity=f"{folder.name}/equity_curve.parquet")
+        self._render("payoff", [f"{folder.name}/payoff.png", f"{parent_plots}payoff.png"],
+                     f"{title}: P&L at expiry", spot=float(record.spot), multiplier=float(record.multiplier),
+                     legs=[[leg.right, float(leg.strike), float(leg.qty), float(leg.premium)] for leg in record.legs])
         self._log_artifacts(run_key, folder)
         self._end_run(run_key, "FINISHED")
-        return folder
 
-    # ------------------------------------------------------------------ sending (writer thread)
-
-    def _write_loop(self) -> None:
-        """Send the journal every ``flush_interval_s`` (``retry_interval_s`` while the server is
-        away) until closing and either everything is sent or the drain deadline has passed."""
-        try:
-            from mlflow.tracking import MlflowClient
-
-            configure_mlflow_client()
-            uri = resolve_tracking_uri(self.tracking_uri)
-            self._spool.set_tracking_uri(uri)
-            self.tracking_uri = uri
-            client = MlflowClient(uri)
-            while True:
-                closing = self._closing  # once set, every operation is journaled: this flush sees all
-                result = self.last_flush = self._spool.flush(client)
-                if closing is not None and (not result.pending or time.monotonic() >= closing):
-                    return
-                wait = self.retry_interval_s if result.pending else self.flush_interval_s
-                if closing is not None:
-                    wait = min(wait, max(0.0, closing - time.monotonic()))
-                self._wake.wait(wait)
-                self._wake.clear()
-        except BaseException as exc:  # noqa: BLE001 - reported by _drain; the search goes on
-            self._writer_error = exc
+    # ------------------------------------------------------------------ the end
 
     def _drain(self) -> None:
-        """Let the writer send everything (for up to ``finish_timeout_s`` of unanswered tries),
-        then report what is left."""
+        """Tell the sender the journal is complete, wait for it to send everything (for up to
+        ``finish_timeout_s`` of unanswered tries), then report what is left."""
         spool = self._spool
-        self._closing = time.monotonic() + self.finish_timeout_s
-        self._wake.set()
-        self._writer.join()
-        result = self.last_flush
-        if self._writer_error is not None:
-            print(f"MLflow tracking failed ({type(self._writer_error).__name__}: {self._writer_error}); "
-                  f"the results are kept in {spool.path}. Send them with: osd tracking flush --spool "
-                  f"{spool.path}", file=sys.stderr)
-        elif result.pending:
+        self._finished = True
+        self._closing.set()
+        # the sender stops trying finish_timeout_s after the journal is complete; one more HTTP
+        # timeout (MLFLOW_HTTP_REQUEST_TIMEOUT) may be under way then
+        self._sender.join(self.finish_timeout_s + float(os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"]) + 30)
+        report = self._report.recv() if self._report.poll() else None
+        if self._sender.is_alive():
+            self._sender.terminate()
+        if report is None or report.get("error"):
+            why = report["error"] if report else "the sender process did not finish"
+            print(f"MLflow tracking failed ({why}); the results are kept in {spool.path}. Send them with: "
+                  f"osd tracking flush --spool {spool.path}", file=sys.stderr)
+            return
+        result = self.last_flush = report["flush"]
+        self.tracking_uri, self.parent_run_id = report["tracking_uri"], report["parent_run_id"]
+        if result.pending:
             print(f"MLflow at {self.tracking_uri} is unreachable ({result.error}); {result.pending} "
                   f"operations are kept in {spool.path}. Send them later with: "
                   f"osd tracking flush --spool {spool.path}", file=sys.stderr)
@@ -426,6 +414,36 @@ class MlflowSink:
             spool.remove_if_done()
             print(f"MLflow: experiment {self.experiment!r}, run {self.parent_run_id} at {self.tracking_uri}",
                   file=sys.stderr)
+
+
+def send_journal(spool_path: str, tracking_uri: str | None, flush_interval_s: float, retry_interval_s: float,
+                 finish_timeout_s: float, closing, report) -> None:
+    """The sender process of an :class:`MlflowSink`: send the journal every ``flush_interval_s``
+    (``retry_interval_s`` while the server is away) until ``closing`` is set and then either
+    everything is sent or ``finish_timeout_s`` has passed; send a report dict (``flush``: the
+    last :class:`FlushResult`, ``tracking_uri``, ``parent_run_id``, or ``error``) down ``report``."""
+    try:
+        from mlflow.tracking import MlflowClient
+
+        uri = resolve_tracking_uri(tracking_uri)
+        spool = Spool.open(Path(spool_path))
+        spool.set_tracking_uri(uri)
+        client = MlflowClient(uri)
+        deadline = None
+        while True:
+            if deadline is None and closing.is_set():  # set after the last append: this flush sees all
+                deadline = time.monotonic() + finish_timeout_s
+            result = spool.flush(client)
+            if deadline is not None and (not result.pending or time.monotonic() >= deadline):
+                break
+            wait = retry_interval_s if result.pending else flush_interval_s
+            if deadline is None:
+                closing.wait(wait)
+            else:
+                time.sleep(min(wait, max(0.0, deadline - time.monotonic())))
+        report.send({"flush": result, "tracking_uri": uri, "parent_run_id": spool.run_id(MlflowSink.PARENT)})
+    except BaseException as exc:  # noqa: BLE001 - reported by the sink; the search goes on
+        report.send({"error": f"{type(exc).__name__}: {exc}"})
 
 
 # ---------------------------------------------------------------------- helpers
