@@ -114,7 +114,7 @@ def payoff_plot(legs: Sequence[PayoffLeg], spot: float, path: Path, title: str,
 def render(spec: Mapping, base: Path) -> None:
     """Draw one plot described by plain data (a tracking spool's ``render`` operation) into
     every path of ``spec["to"]`` (relative to ``base``). Kinds: ``fitness`` (``history``: [[gen,
-    {metric: value}], ...]), ``equity`` (``equity``: a Parquet file with date and equity),
+    {metric: value}], ...]), ``equity`` (``equity``: {"date": [...], "equity": [...]}),
     ``payoff`` (``legs``: [[right, strike, qty, premium], ...], ``spot``, ``multiplier``)."""
     import shutil
 
@@ -123,7 +123,7 @@ def render(spec: Mapping, base: Path) -> None:
     if kind == "fitness":
         fitness_plot([(gen, metrics) for gen, metrics in spec["history"]], first, title)
     elif kind == "equity":
-        equity_plot(pd.read_parquet(base / spec["equity"]), first, title)
+        equity_plot(pd.DataFrame(spec["equity"]), first, title)
     elif kind == "payoff":
         payoff_plot([PayoffLeg(*leg) for leg in spec["legs"]], spec["spot"], first, title, spec["multiplier"])
     else:

@@ -135,10 +135,11 @@ class Spool:
 
     # ------------------------------------------------------------------ replaying
 
-    def flush(self, client: MlflowClient) -> FlushResult:
-        """Send pending operations in order; stop at the first sign the server is unreachable."""
+    def flush(self, client: MlflowClient, until: int | None = None) -> FlushResult:
+        """Send pending operations (up to sequence number ``until``, if given) in order; stop at
+        the first sign the server is unreachable."""
         sent = rejected = 0
-        seqs = self.pending_seqs()
+        seqs = [seq for seq in self.pending_seqs() if until is None or seq <= until]
         i = 0
         while i < len(seqs):
             group = self._batch_group(seqs, i)

@@ -15,8 +15,9 @@ The search talks to a :class:`ResultsSink` with plain data only, on the driver:
     # or, when the search dies: sink.fail("why")
 
 Every call only journals and returns: no MLflow call, MLflow import or plot drawing happens in
-the caller's process (a sender process does them), except that ``finish``/``fail`` wait for the
-sender to send everything.
+the caller's process (a sender process, :mod:`discovery.sender`, does them), except that
+``finish``/``fail`` wait until the sender has sent the results; it then draws and sends the plots
+while the caller goes on (``MlflowSink.join`` waits for that too).
 
 ``report`` is the ``discovered_structures.json`` dict, ``evaluations`` a DataFrame with one row
 per distinct genome evaluated (genes and fold metrics as plain columns), and ``structures`` one
@@ -42,8 +43,8 @@ default in the working directory: ``sqlite:///mlflow.db`` (artifacts under ``./m
 so with no configuration it reads what the last run in the same directory wrote.
 
 Resilience. Writes are journaled to a spool folder first (:mod:`discovery.spool`) and sent, by a
-separate sender process, in batches: per-generation metrics go out at most once per ``flush_interval_s`` (consecutive batches
-are merged into one ``log_batch`` call), so a remote server's ~50 ms per call stays off the
+separate sender process, in batches: per-generation metrics go out at most once per
+``flush_interval_s`` (consecutive batches are merged into one ``log_batch`` call), so a remote server's ~50 ms per call stays off the
 search's critical path. If the server does not answer, the operations stay in the spool and are
 retried every ``retry_interval_s``; the search is never interrupted. ``finish`` keeps trying for
 ``finish_timeout_s`` and then leaves the spool with a message naming ``osd tracking flush --spool
@@ -53,7 +54,8 @@ server costs seconds, not minutes.
 from __future__ import annotations
 
 import json
-import multiprocessing
+import select
+import subprocess
 import os
 import sys
 import time
@@ -213,13 +215,15 @@ class NullSink:
 class MlflowSink:
     """Streams a discovery run into MLflow through a local spool (see the module docstring).
 
-    The calls journal their operations and return; one sender process (spawned by ``start``)
-    imports MLflow, sends the journal and retries while the server is away, so neither MLflow's
-    import and store set-up nor a remote server's latency is spent on the search's time, and,
-    being a process rather than a thread, it never holds the search's GIL. ``finish``/``fail``
-    wait for it (at most ``finish_timeout_s`` once the server stops answering); the sender
-    sends each structure's run while ``finish`` renders the next one's plots. ``spool_dir`` is the parent folder; this run's journal is
-    ``spool_dir/<run key>`` and is deleted once everything has reached the server.
+    The calls journal their operations and return; one sender process (started by ``start``,
+    :mod:`discovery.sender`) imports MLflow, creates the store, sends the journal and retries
+    while the server is away, so neither MLflow's import and store set-up nor a remote server's
+    latency is spent on the search's time, and, being a process rather than a thread, it never
+    holds the search's GIL. ``finish``/``fail`` wait until it has sent the results (at most
+    ``finish_timeout_s`` once the server stops answering); it then draws the plots and sends
+    them while the search's process goes on or exits (:meth:`join` waits for them). ``spool_dir``
+    is the parent folder; this run's journal is ``spool_dir/<run key>`` (with the sender's log,
+    ``sender.log``) and is deleted once everything has reached the server.
     """
 
     experiment: str
@@ -233,9 +237,7 @@ class MlflowSink:
     parent_run_id: str | None = field(default=None, init=False)  # known once finished
     _history: list[tuple[int, dict[str, float]]] = field(default_factory=list, init=False, repr=False)
     _spool: Spool | None = field(default=None, init=False, repr=False)
-    _sender: Any = field(default=None, init=False, repr=False)  # multiprocessing.Process
-    _closing: Any = field(default=None, init=False, repr=False)  # multiprocessing.Event: journal complete
-    _report: Any = field(default=None, init=False, repr=False)  # receiving end of the sender's report
+    _sender: subprocess.Popen | None = field(default=None, init=False, repr=False)  # discovery.sender
     _finished: bool = field(default=False, init=False, repr=False)
 
     PARENT = "parent"
@@ -258,15 +260,16 @@ class MlflowSink:
         (folder / "config.yaml").write_text(yaml.safe_dump(_plain(config), sort_keys=False))
         self._log_artifacts(self.PARENT, folder)
         configure_mlflow_client()  # the sender inherits the environment
-        context = multiprocessing.get_context("spawn")  # not fork: the search may hold threads
-        self._closing = context.Event()
-        self._report, report_end = context.Pipe(duplex=False)
-        self._sender = context.Process(
-            target=send_journal, name="mlflow-sink", daemon=True,
-            args=(str(self._spool.path), self.tracking_uri, self.flush_interval_s, self.retry_interval_s,
-                  self.finish_timeout_s, self._closing, report_end))
-        self._sender.start()
-        report_end.close()
+        settings = {"spool": str(self._spool.path.resolve()), "tracking_uri": self.tracking_uri,
+                    "flush_interval_s": self.flush_interval_s, "retry_interval_s": self.retry_interval_s,
+                    "finish_timeout_s": self.finish_timeout_s}
+        package_root = str(Path(__file__).resolve().parents[1])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+        with open(self._spool.path / "sender.log", "ab") as log:
+            # its own session: a Ctrl-C of the search does not cut the upload of what was found
+            self._sender = subprocess.Popen([sys.executable, "-m", "discovery.sender", json.dumps(settings)],
+                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
+                                            env=env, start_new_session=True)
 
     def log_generation(self, gen: int, metrics: Mapping[str, float]) -> None:
         spool = self._started()
@@ -283,20 +286,33 @@ class MlflowSink:
         (parent_files / "discovered_structures.json").write_text(
             json.dumps(_plain(report), indent=2) + "\n")
         evaluations.to_parquet(parent_files / "evaluations.parquet", index=False)
-        (parent_files / "plots").mkdir()
-        self._render("fitness", [f"{parent_files.name}/plots/fitness.png"],
-                     f"{self.experiment}: fitness by generation", history=self._history)
-        for record in sorted(structures, key=lambda r: r.rank):
-            self._log_structure(record, f"{parent_files.name}/plots/rank{record.rank:02d}_")
+        # the results first; the plots, drawn by the sender, after them (see discovery.sender)
+        ranked = sorted(structures, key=lambda r: r.rank)
+        plot_dirs = {key: spool.stage_dir() for key in [self.PARENT, *(r.rank for r in ranked)]}
+        parent_plots = plot_dirs[self.PARENT].name
+        plots = [self._plot("fitness", [f"{parent_plots}/fitness.png"], f"{self.experiment}: fitness by generation",
+                            history=self._history)]
+        for record in ranked:
+            plots += self._log_structure(record, plot_dirs[record.rank], f"{parent_plots}/rank{record.rank:02d}_")
         self._log_artifacts(self.PARENT, parent_files)
-        self._end_run(self.PARENT, "FINISHED")
-        self._drain()
+        results_end = self._end_run(self.PARENT, "FINISHED")
+        for plot in plots:
+            spool.append(plot)
+        for record in ranked:
+            self._log_artifacts(f"structure-{record.rank:02d}", plot_dirs[record.rank])
+        self._log_artifacts(self.PARENT, plot_dirs[self.PARENT], "plots")
+        self._drain(results_end)
 
     def fail(self, reason: str) -> None:
         self._started()
         self._log_tags(self.PARENT, {"osd.failure": reason[:7900]})
-        self._end_run(self.PARENT, "FAILED")
-        self._drain()
+        self._drain(self._end_run(self.PARENT, "FAILED"))
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until the sender has drawn and sent the plots too (``finish`` returns once the
+        results are sent); True when everything reached the server and the spool is gone."""
+        self._sender.wait(timeout)
+        return not self._spool.path.exists()
 
     # ------------------------------------------------------------------ results
 
@@ -334,20 +350,24 @@ class MlflowSink:
             self._started().append({"op": "log_batch", "run": run_key, "metrics": [],
                                     "params": {}, "tags": dict(chunk)})
 
-    def _log_artifacts(self, run_key: str, folder: Path) -> None:
-        """Upload a staged folder's contents to the run's artifact root (after they are complete)."""
-        self._started().append({"op": "log_artifacts", "run": run_key, "artifact_path": None, "files": folder.name})
+    def _log_artifacts(self, run_key: str, folder: Path, artifact_path: str | None = None) -> None:
+        """Upload a staged folder's contents to the run's artifacts (after they are complete)."""
+        self._started().append({"op": "log_artifacts", "run": run_key, "artifact_path": artifact_path,
+                                "files": folder.name})
 
-    def _render(self, kind: str, to: list[str], title: str, **data: Any) -> None:
-        """Journal a plot for the sender to draw (``discovery.plots.render``; ``to`` relative to
-        the spool's staged files), so that drawing costs the search nothing."""
-        self._started().append({"op": "render", "plot": {"kind": kind, "to": to, "title": title, **data}})
+    @staticmethod
+    def _plot(kind: str, to: list[str], title: str, **data: Any) -> dict[str, Any]:
+        """A journal operation for the sender to draw a plot (``discovery.plots.render``; ``to``
+        relative to the spool's staged files), so that drawing costs the search nothing."""
+        return {"op": "render", "plot": {"kind": kind, "to": to, "title": title, **data}}
 
-    def _end_run(self, run_key: str, status: str) -> None:
-        self._started().append({"op": "end_run", "run": run_key, "status": status, "end_time": _now_ms()})
+    def _end_run(self, run_key: str, status: str) -> int:
+        """Journal the end of a run; its sequence number."""
+        return self._started().append({"op": "end_run", "run": run_key, "status": status, "end_time": _now_ms()})
 
-    def _log_structure(self, record: StructureRecord, parent_plots: str) -> None:
-        """Journal one child run; its plots are also drawn to ``parent_plots`` + their name."""
+    def _log_structure(self, record: StructureRecord, plot_dir: Path, parent_plots: str) -> list[dict[str, Any]]:
+        """Journal one child run; return the operations that draw its plots into ``plot_dir``
+        and to ``parent_plots`` + their name (for the caller to journal after the results)."""
         spool = self._started()
         run_key = f"structure-{record.rank:02d}"
         structure_type = str(record.dna.get("structure_type", "structure"))
@@ -374,34 +394,44 @@ class MlflowSink:
         record.trade_log.to_parquet(folder / "trade_log.parquet", index=False)
         record.equity_curve.to_parquet(folder / "equity_curve.parquet", index=False)
         title = f"#{record.rank} {structure_type}"
-        self._render("equity", [f"{folder.name}/equity.png", f"{parent_plots}equity.png"],
-                     f"{title}: lockbox equity and drawdown", equity=f"{folder.name}/equity_curve.parquet")
-        self._render("payoff", [f"{folder.name}/payoff.png", f"{parent_plots}payoff.png"],
-                     f"{title}: P&L at expiry", spot=float(record.spot), multiplier=float(record.multiplier),
-                     legs=[[leg.right, float(leg.strike), float(leg.qty), float(leg.premium)] for leg in record.legs])
         self._log_artifacts(run_key, folder)
         self._end_run(run_key, "FINISHED")
+        curve = record.equity_curve
+        return [
+            self._plot("equity", [f"{plot_dir.name}/equity.png", f"{parent_plots}equity.png"],
+                       f"{title}: lockbox equity and drawdown",
+                       equity={"date": pd.to_datetime(curve["date"]).dt.strftime("%Y-%m-%d").tolist(),
+                               "equity": curve["equity"].astype(float).tolist()}),
+            self._plot("payoff", [f"{plot_dir.name}/payoff.png", f"{parent_plots}payoff.png"],
+                       f"{title}: P&L at expiry", spot=float(record.spot), multiplier=float(record.multiplier),
+                       legs=[[leg.right, float(leg.strike), float(leg.qty), float(leg.premium)] for leg in record.legs]),
+        ]
 
     # ------------------------------------------------------------------ the end
 
-    def _drain(self) -> None:
-        """Tell the sender the journal is complete, wait for it to send everything (for up to
-        ``finish_timeout_s`` of unanswered tries), then report what is left."""
+    def _drain(self, results_end: int) -> None:
+        """Tell the sender the journal is complete and wait until it has sent the results (up
+        to ``results_end``; for up to ``finish_timeout_s`` of unanswered tries), then say where
+        they are or what is left. The plots follow in the background (:meth:`join` waits)."""
         spool = self._spool
         self._finished = True
-        self._closing.set()
-        # the sender stops trying finish_timeout_s after the journal is complete; one more HTTP
-        # timeout (MLFLOW_HTTP_REQUEST_TIMEOUT) may be under way then
-        self._sender.join(self.finish_timeout_s + float(os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"]) + 30)
-        report = self._report.recv() if self._report.poll() else None
-        if self._sender.is_alive():
-            self._sender.terminate()
-        if report is None or report.get("error"):
-            why = report["error"] if report else "the sender process did not finish"
+        report = None
+        try:
+            self._sender.stdin.write(json.dumps({"results_end": results_end}) + "\n")
+            self._sender.stdin.close()
+            # one more HTTP timeout (MLFLOW_HTTP_REQUEST_TIMEOUT) may be under way at the deadline
+            wait = self.finish_timeout_s + float(os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"]) + 30
+            if select.select([self._sender.stdout], [], [], wait)[0]:
+                line = self._sender.stdout.readline()
+                report = json.loads(line) if line.strip() else None
+        except (BrokenPipeError, ValueError):  # the sender died (its log says why)
+            pass
+        if report is None or "error" in report:
+            why = report["error"] if report else f"the sender process did not answer; see {spool.path / 'sender.log'}"
             print(f"MLflow tracking failed ({why}); the results are kept in {spool.path}. Send them with: "
                   f"osd tracking flush --spool {spool.path}", file=sys.stderr)
             return
-        result = self.last_flush = report["flush"]
+        result = self.last_flush = FlushResult(**report["flush"])
         self.tracking_uri, self.parent_run_id = report["tracking_uri"], report["parent_run_id"]
         if result.pending:
             print(f"MLflow at {self.tracking_uri} is unreachable ({result.error}); {result.pending} "
@@ -411,39 +441,8 @@ class MlflowSink:
             print(f"MLflow rejected some operations; they are kept in {spool.path / 'rejected'}",
                   file=sys.stderr)
         else:
-            spool.remove_if_done()
-            print(f"MLflow: experiment {self.experiment!r}, run {self.parent_run_id} at {self.tracking_uri}",
-                  file=sys.stderr)
-
-
-def send_journal(spool_path: str, tracking_uri: str | None, flush_interval_s: float, retry_interval_s: float,
-                 finish_timeout_s: float, closing, report) -> None:
-    """The sender process of an :class:`MlflowSink`: send the journal every ``flush_interval_s``
-    (``retry_interval_s`` while the server is away) until ``closing`` is set and then either
-    everything is sent or ``finish_timeout_s`` has passed; send a report dict (``flush``: the
-    last :class:`FlushResult`, ``tracking_uri``, ``parent_run_id``, or ``error``) down ``report``."""
-    try:
-        from mlflow.tracking import MlflowClient
-
-        uri = resolve_tracking_uri(tracking_uri)
-        spool = Spool.open(Path(spool_path))
-        spool.set_tracking_uri(uri)
-        client = MlflowClient(uri)
-        deadline = None
-        while True:
-            if deadline is None and closing.is_set():  # set after the last append: this flush sees all
-                deadline = time.monotonic() + finish_timeout_s
-            result = spool.flush(client)
-            if deadline is not None and (not result.pending or time.monotonic() >= deadline):
-                break
-            wait = retry_interval_s if result.pending else flush_interval_s
-            if deadline is None:
-                closing.wait(wait)
-            else:
-                time.sleep(min(wait, max(0.0, deadline - time.monotonic())))
-        report.send({"flush": result, "tracking_uri": uri, "parent_run_id": spool.run_id(MlflowSink.PARENT)})
-    except BaseException as exc:  # noqa: BLE001 - reported by the sink; the search goes on
-        report.send({"error": f"{type(exc).__name__}: {exc}"})
+            print(f"MLflow: experiment {self.experiment!r}, run {self.parent_run_id} at {self.tracking_uri} "
+                  f"(plots follow from process {self._sender.pid})", file=sys.stderr)
 
 
 # ---------------------------------------------------------------------- helpers
