@@ -286,21 +286,22 @@ class MlflowSink:
         (parent_files / "discovered_structures.json").write_text(
             json.dumps(_plain(report), indent=2) + "\n")
         evaluations.to_parquet(parent_files / "evaluations.parquet", index=False)
-        # the results first; the plots, drawn by the sender, after them (see discovery.sender)
+        (parent_files / "plots").mkdir()
+        parent_plots = f"{parent_files.name}/plots"
         ranked = sorted(structures, key=lambda r: r.rank)
-        plot_dirs = {key: spool.stage_dir() for key in [self.PARENT, *(r.rank for r in ranked)]}
-        parent_plots = plot_dirs[self.PARENT].name
+        folders = {record.rank: spool.stage_dir() for record in ranked}
         plots = [self._plot("fitness", [f"{parent_plots}/fitness.png"], f"{self.experiment}: fitness by generation",
                             history=self._history)]
         for record in ranked:
-            plots += self._log_structure(record, plot_dirs[record.rank], f"{parent_plots}/rank{record.rank:02d}_")
-        self._log_artifacts(self.PARENT, parent_files)
+            plots += self._log_structure(record, folders[record.rank], f"{parent_plots}/rank{record.rank:02d}_")
         results_end = self._end_run(self.PARENT, "FINISHED")
+        # after the results (what `osd top` reads), the files: the plots, drawn by the sender, and
+        # the tables, sent while the caller goes on (see discovery.sender)
         for plot in plots:
             spool.append(plot)
         for record in ranked:
-            self._log_artifacts(f"structure-{record.rank:02d}", plot_dirs[record.rank])
-        self._log_artifacts(self.PARENT, plot_dirs[self.PARENT], "plots")
+            self._log_artifacts(f"structure-{record.rank:02d}", folders[record.rank])
+        self._log_artifacts(self.PARENT, parent_files)
         self._drain(results_end)
 
     def fail(self, reason: str) -> None:
@@ -350,10 +351,9 @@ class MlflowSink:
             self._started().append({"op": "log_batch", "run": run_key, "metrics": [],
                                     "params": {}, "tags": dict(chunk)})
 
-    def _log_artifacts(self, run_key: str, folder: Path, artifact_path: str | None = None) -> None:
-        """Upload a staged folder's contents to the run's artifacts (after they are complete)."""
-        self._started().append({"op": "log_artifacts", "run": run_key, "artifact_path": artifact_path,
-                                "files": folder.name})
+    def _log_artifacts(self, run_key: str, folder: Path) -> None:
+        """Upload a staged folder's contents to the run's artifact root (after they are complete)."""
+        self._started().append({"op": "log_artifacts", "run": run_key, "artifact_path": None, "files": folder.name})
 
     @staticmethod
     def _plot(kind: str, to: list[str], title: str, **data: Any) -> dict[str, Any]:
@@ -365,10 +365,10 @@ class MlflowSink:
         """Journal the end of a run; its sequence number."""
         return self._started().append({"op": "end_run", "run": run_key, "status": status, "end_time": _now_ms()})
 
-    def _log_structure(self, record: StructureRecord, plot_dir: Path, parent_plots: str) -> list[dict[str, Any]]:
-        """Journal one child run; return the operations that draw its plots into ``plot_dir``
-        and to ``parent_plots`` + their name (for the caller to journal after the results)."""
-        spool = self._started()
+    def _log_structure(self, record: StructureRecord, folder: Path, parent_plots: str) -> list[dict[str, Any]]:
+        """Journal one child run and write its files into ``folder``; return the operations that
+        draw its plots there and to ``parent_plots`` + their name (for the caller to journal,
+        with the upload of ``folder``, after the results)."""
         run_key = f"structure-{record.rank:02d}"
         structure_type = str(record.dna.get("structure_type", "structure"))
         dna_json = json.dumps(_plain(record.dna), sort_keys=True)
@@ -389,20 +389,18 @@ class MlflowSink:
         self._log_metrics(run_key, metrics)
         if text_tags:
             self._log_tags(run_key, text_tags)
-        folder = spool.stage_dir()
         (folder / "dna.json").write_text(dna_json + "\n")
         record.trade_log.to_parquet(folder / "trade_log.parquet", index=False)
         record.equity_curve.to_parquet(folder / "equity_curve.parquet", index=False)
         title = f"#{record.rank} {structure_type}"
-        self._log_artifacts(run_key, folder)
         self._end_run(run_key, "FINISHED")
         curve = record.equity_curve
         return [
-            self._plot("equity", [f"{plot_dir.name}/equity.png", f"{parent_plots}equity.png"],
+            self._plot("equity", [f"{folder.name}/equity.png", f"{parent_plots}equity.png"],
                        f"{title}: lockbox equity and drawdown",
                        equity={"date": pd.to_datetime(curve["date"]).dt.strftime("%Y-%m-%d").tolist(),
                                "equity": curve["equity"].astype(float).tolist()}),
-            self._plot("payoff", [f"{plot_dir.name}/payoff.png", f"{parent_plots}payoff.png"],
+            self._plot("payoff", [f"{folder.name}/payoff.png", f"{parent_plots}payoff.png"],
                        f"{title}: P&L at expiry", spot=float(record.spot), multiplier=float(record.multiplier),
                        legs=[[leg.right, float(leg.strike), float(leg.qty), float(leg.premium)] for leg in record.legs]),
         ]
