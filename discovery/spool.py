@@ -32,13 +32,14 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import shutil
+import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from backtest.store import atomic_write_json
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -98,7 +99,7 @@ class Spool:
         if path.exists() and any(path.iterdir()):
             raise FileExistsError(f"spool directory {path} is not empty")
         (path / "ops").mkdir(parents=True, exist_ok=True)
-        atomic_write_json({"tracking_uri": tracking_uri, "experiment": experiment}, path / SPOOL_FILE)
+        _write_json({"tracking_uri": tracking_uri, "experiment": experiment}, path / SPOOL_FILE)
         return cls(path)
 
     @classmethod
@@ -109,7 +110,7 @@ class Spool:
 
     def set_tracking_uri(self, tracking_uri: str) -> None:
         self.tracking_uri = tracking_uri
-        atomic_write_json({"tracking_uri": tracking_uri, "experiment": self.experiment}, self.path / SPOOL_FILE)
+        _write_json({"tracking_uri": tracking_uri, "experiment": self.experiment}, self.path / SPOOL_FILE)
 
     # ------------------------------------------------------------------ writing
 
@@ -127,7 +128,7 @@ class Spool:
         """Journal ``op`` (atomically) and return its sequence number."""
         seq = self._next_seq
         self._next_seq += 1
-        atomic_write_json(op, self.path / "ops" / f"{seq:08d}.json")
+        _write_json(op, self.path / "ops" / f"{seq:08d}.json")
         return seq
 
     def pending_seqs(self) -> list[int]:
@@ -267,7 +268,7 @@ class Spool:
         return run_id
 
     def _save_state(self) -> None:
-        atomic_write_json(self._state, self.path / STATE_FILE)
+        _write_json(self._state, self.path / STATE_FILE)
 
     def _ack(self, seqs: list[int]) -> None:
         for seq in seqs:
@@ -281,7 +282,7 @@ class Spool:
         rejected.mkdir(exist_ok=True)
         op = self._read(seq)
         op["error"] = str(exc)
-        atomic_write_json(op, rejected / f"{seq:08d}.json")
+        _write_json(op, rejected / f"{seq:08d}.json")
         (self.path / "ops" / f"{seq:08d}.json").unlink()
         log.warning("MLflow rejected spooled operation %s (%s): %s; kept in %s",
                     seq, op["op"], _short(exc), rejected)
@@ -295,6 +296,20 @@ class Spool:
         with contextlib.suppress(OSError):  # not empty: other runs' spools
             self.path.parent.rmdir()
         return True
+
+
+def _write_json(obj: Any, path: Path) -> None:
+    """Write under a temporary name, then rename: a reader never sees half a file. (Not
+    ``backtest.store``'s writer: importing that module, with its Arrow datasets, would double the
+    sender process's start-up.)"""
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
+                                     delete=False) as tmp:
+        try:
+            json.dump(obj, tmp, sort_keys=True, default=str)
+        except BaseException:
+            os.unlink(tmp.name)
+            raise
+    os.replace(tmp.name, path)
 
 
 def _batch_sizes(op: dict[str, Any]) -> tuple[int, int, int]:
