@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import select
 import sys
 import time
@@ -28,6 +29,9 @@ from typing import IO, Any
 from discovery.spool import FlushResult, Spool
 
 PARENT_RUN_KEY = "parent"  # the journal's key of the discovery (parent) run
+# below the search's priority: its start-up (MLflow's import, the store) takes the CPU the search
+# leaves idle instead of slowing it down
+NICENESS = 10
 
 
 def send_until(spool: Spool, client: Any, until: int | None, deadline: float, retry_interval_s: float) -> FlushResult:
@@ -88,4 +92,5 @@ def run(settings: dict, commands: IO[str], report: IO[str]) -> None:
 
 
 if __name__ == "__main__":
+    os.nice(NICENESS)
     run(json.loads(sys.argv[1]), sys.stdin, sys.stdout)
