@@ -26,6 +26,8 @@ only once its files are complete, so a concurrent flush always sees a prefix of 
 - ``end_run``: run, status, end_time
 - ``render``: plot (a ``discovery.plots.render`` spec; paths relative to ``files/``): drawn by the
   sender, not the search, into folders a later ``log_artifacts`` uploads
+- ``parquet``: table (``<folder>/<name>`` under ``files/``): the staged ``<name>.pkl`` (the sink's
+  own pickle) becomes ``<name>.parquet``, before the ``log_artifacts`` of its folder
 """
 from __future__ import annotations
 
@@ -213,6 +215,13 @@ class Spool:
                                  op["artifact_path"])
         elif kind == "end_run":
             client.set_terminated(self._require_run(op["run"]), op["status"], int(op["end_time"]))
+        elif kind == "parquet":  # a table the sink staged as a pickle, for the upload
+            import pandas as pd
+
+            staged = self.path / "files" / f"{op['table']}.pkl"
+            if staged.exists():  # else: converted by an earlier try
+                pd.read_pickle(staged).to_parquet(staged.with_suffix(".parquet"), index=False)
+                staged.unlink()
         elif kind == "render":
             from discovery.plots import render
 
