@@ -36,6 +36,9 @@ child run per structure (tag ``osd.kind=structure``, ``mlflow.parentRunId``): pa
 ``osd.dna`` (the DNA as JSON, what ``osd top --json`` returns), ``osd.evaluation`` (what replays its
 lockbox backtest, also in ``osd top --json``) and ``osd.verdict``; artifacts
 ``dna.json``, ``trade_log.parquet``, ``equity_curve.parquet``, ``equity.png``, ``payoff.png``.
+When the report has baselines (DESIGN §9), the parent run also gets ``baselines.json`` and the
+metrics ``baseline.<name>.lockbox_<k>``, ``baseline.best_lockbox_sharpe_annual`` and
+``discovery_beats_baselines`` (1 or 0).
 
 Where it goes. ``tracking_uri`` if given, else ``MLFLOW_TRACKING_URI``, else MLflow's own local
 default in the working directory: ``sqlite:///mlflow.db`` (artifacts under ``./mlruns``), or the
@@ -281,10 +284,15 @@ class MlflowSink:
 
     def finish(self, report: Mapping[str, Any], evaluations: pd.DataFrame,
                structures: Sequence[StructureRecord]) -> None:
+        from discovery.baselines import tracking_metrics
+
         spool = self._started()
         parent_files = spool.stage_dir()
         (parent_files / "discovered_structures.json").write_text(
             json.dumps(_plain(report), indent=2) + "\n")
+        if report.get("baselines"):  # did discovery beat the guesses: the section and its figures
+            (parent_files / "baselines.json").write_text(json.dumps(_plain(report["baselines"]), indent=2) + "\n")
+            self._log_metrics(self.PARENT, tracking_metrics(report))
         (parent_files / "plots").mkdir()
         parent_plots = f"{parent_files.name}/plots"
         ranked = sorted(structures, key=lambda r: r.rank)

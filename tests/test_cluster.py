@@ -14,7 +14,6 @@ from cluster.executor import RayExecutor  # noqa: E402
 from cluster.runtime import LOOPBACK_ENV, ray_session  # noqa: E402
 from discovery.run import discover  # noqa: E402
 from tests.test_discover import small_config, without_timestamps  # noqa: E402,F401
-from tests.test_discover import serial_run, small_planted_market  # noqa: E402,F401  (fixtures)
 
 
 def test_unreachable_address_fails_fast():

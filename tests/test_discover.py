@@ -1,4 +1,5 @@
-"""End to end on a small planted synthetic market: reproducibility, resume, recovery (fast subset)."""
+"""End to end on a small planted synthetic market: reproducibility, resume, recovery (fast subset).
+The market and the serial run (fixtures ``small_planted_market``, ``serial_run``) are in conftest.py."""
 import json
 import math
 from pathlib import Path
@@ -9,19 +10,12 @@ from click.testing import CliRunner
 from discovery.executors import processes
 from discovery.recovery import recovery, recovery_config, small_market
 from discovery.run import RESULT_FILE, discover
-from discovery.tracking import MlflowSink
-from tests.mlflow_server import fresh_sqlite_store
 
 PLANT = [{
     "name": "rich_calm_puts",
     "favours": ["short_put", "put_credit_spread", "short_strangle", "iron_condor", "put_calendar", "put_diagonal"],
     "right": "P", "dte": [20, 40], "abs_delta": [0.15, 0.35], "regimes": ["calm"], "vol_points": 8.0,
 }]
-
-
-@pytest.fixture(scope="session")
-def small_planted_market(tmp_path_factory) -> Path:
-    return small_market(tmp_path_factory.mktemp("discover") / "market", 3, PLANT)
 
 
 def small_config(market: Path):
@@ -35,15 +29,6 @@ def without_timestamps(path: Path) -> dict:
     result.pop("timestamp"), result.pop("elapsed_s")
     result["data"].pop("path")
     return result
-
-
-@pytest.fixture(scope="session")
-def serial_run(small_planted_market, tmp_path_factory) -> Path:
-    """The reference run, tracked into a local MLflow store (``out/mlflow.db``)."""
-    out = tmp_path_factory.mktemp("serial")
-    sink = MlflowSink("small", tracking_uri=fresh_sqlite_store(out / "mlflow.db"), spool_dir=out / "spool")
-    discover(small_config(small_planted_market), out, sink=sink)
-    return out
 
 
 def test_report_has_the_seed_format_and_the_honesty_statistics(serial_run):
