@@ -9,15 +9,18 @@ for the final honesty statistics) are top-level functions: bind them to a contex
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 
 from backtest.costs import Costs
 from backtest.dna import StructureDNA
-from backtest.engine import run_many
+from backtest.engine import BacktestResult, run, run_many
 from backtest.errors import UserError
 from backtest.index import ChainIndex
 from backtest.store import Dataset
@@ -40,6 +43,25 @@ class EvalContext:
 
     def make_costs(self) -> Costs:
         return Costs(**dict(self.costs))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form; :meth:`from_dict` rebuilds an equal context."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {**out, "regimes": list(self.regimes), "costs": dict(self.costs), "layout": self.layout.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "EvalContext":
+        names = {f.name for f in dataclasses.fields(cls)}
+        if set(names) - set(data):
+            raise UserError(f"evaluation settings lack {', '.join(sorted(set(names) - set(data)))}")
+        fields = {k: data[k] for k in names}
+        return cls(**{**fields, "regimes": tuple(data["regimes"]), "costs": cost_items(data["costs"]),
+                      "layout": wf.FoldLayout.from_dict(data["layout"])})
+
+
+def cost_items(costs: Mapping[str, Any]) -> tuple[tuple[str, object], ...]:
+    """The config's ``costs`` mapping as :attr:`EvalContext.costs` (hashable: lists become tuples)."""
+    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in costs.items()))
 
 
 @dataclass(frozen=True)
@@ -148,26 +170,63 @@ def evaluate_detail(context: EvalContext, batch: list[dict]) -> list[dict]:
     layout = context.layout
     _, fold_returns = _run(context, batch, 0, layout.lockbox[0], layout.entry_days())
     lo, hi = layout.lockbox
-    box, box_returns = _run(context, batch, lo, hi, np.ones(hi - lo, dtype=bool))
+    box, _ = _run(context, batch, lo, hi, np.ones(hi - lo, dtype=bool))
     out = []
     for i in range(len(batch)):
         _, _, pnl = _trades(box, i)
         out.append({
             "fold_returns": wf.pooled_fold_returns(fold_returns[i], layout).tolist(),
-            "lockbox": wf.series_metrics(box_returns[i], pnl),
+            "lockbox": lockbox_metrics(box.daily_pnl[i], box.equity[i], pnl),
         })
     return out
 
 
-def lockbox_backtest(dna: StructureDNA, context: EvalContext):
-    """One genome re-run on the lockbox span with its entry gates: equity curve and trade log with legs."""
-    from backtest.engine import run as run_backtest
+def lockbox_metrics(daily_pnl: np.ndarray, equity: np.ndarray, trade_pnl: np.ndarray) -> dict:
+    """A structure's lockbox figures (the report's, MLflow's and `osd backtest`'s replay):
+    the series metrics of its daily returns and the P&L of all its trades, and its total P&L."""
+    returns = wf.daily_returns(daily_pnl, equity)
+    return {**wf.series_metrics(returns, trade_pnl), "total_pnl": float(np.sum(daily_pnl))}
 
+
+def lockbox_backtest(context: EvalContext, dna: StructureDNA) -> tuple[BacktestResult, dict]:
+    """One structure on the lockbox span with its entry gates, as :func:`evaluate_detail` scores
+    it: the engine's full result (equity curve, trade log with legs) and :func:`lockbox_metrics`."""
     market = market_for(context)
     lo, hi = context.layout.lockbox
     dates = market.index.dates
-    return run_backtest(dna, market.index, dates[lo], dates[hi - 1], context.make_costs(),
-                        gate_mask(dna, market)[lo:hi])
+    result = run(dna, market.index, dates[lo], dates[hi - 1], context.make_costs(), gate_mask(dna, market)[lo:hi])
+    metrics = lockbox_metrics(result.equity["daily_pnl"].to_numpy(), result.equity["equity"].to_numpy(),
+                              result.trades["pnl"].to_numpy())
+    return result, metrics
+
+
+def replay_record(context: EvalContext) -> dict[str, Any]:
+    """What replaying a structure's lockbox needs besides its DNA (logged with each structure,
+    carried by ``osd top --json``): the context, its dataset as an absolute path, and the
+    lockbox's first and last day (a check that the dataset is still the one evaluated)."""
+    dates = market_for(context).index.dates
+    lo, hi = context.layout.lockbox
+    return {**context.to_dict(), "dataset": str(Path(context.dataset).resolve()),
+            "lockbox_dates": [str(dates[lo]), str(dates[hi - 1])]}
+
+
+def replay_context(record: Mapping[str, Any], dataset: str | None = None) -> EvalContext:
+    """The context of a :func:`replay_record`, on ``dataset`` if given (a moved copy), after
+    checking that the dataset exists and still has the evaluated days."""
+    context = EvalContext.from_dict({**record, **({"dataset": str(dataset)} if dataset else {})})
+    path = Path(context.dataset)
+    if not path.exists():
+        raise UserError(f"dataset {path} (where this structure was evaluated) does not exist; "
+                        "pass --data with its new location, or re-create it")
+    bars = Dataset(path).read_underlying(context.underlying).num_rows
+    if bars != context.layout.n_days:
+        raise UserError(f"dataset {path}: {context.underlying} has {bars} days of bars, the evaluated run had "
+                        f"{context.layout.n_days}; this is not the dataset the structure was evaluated on")
+    found = replay_record(context)["lockbox_dates"]
+    if found != list(record["lockbox_dates"]):
+        raise UserError(f"dataset {path}: the lockbox spans {found[0]}..{found[1]}, the evaluated run's spanned "
+                        f"{record['lockbox_dates'][0]}..{record['lockbox_dates'][1]}; not the dataset evaluated")
+    return context
 
 
 def bind(context: EvalContext):

@@ -125,7 +125,7 @@ def recovery(result: dict, config) -> dict:
         return {"recovered": False, "passed": False, "plant": None, "checks": None}
     top = structures[0]
     path = Path(result["data"]["path"])
-    trades = lockbox_backtest(dna_of(top), make_context(config, path)).trades
+    trades = lockbox_backtest(make_context(config, path), dna_of(top))[0].trades
     dataset = Dataset(path)
     best = max((match(top, trades, dataset, result["symbol"], p) | {"plant": p["name"]} for p in plants),
                key=lambda c: (c["recovered"], c["harvests"], c["planted_edge"]))

@@ -22,7 +22,7 @@ from backtest.store import Dataset, atomic_write_json
 from discovery import baselines, honesty, report
 from discovery import walkforward as wf
 from discovery.config import RunConfig
-from discovery.evaluate import EvalContext, bind, lockbox_backtest, market_for
+from discovery.evaluate import EvalContext, bind, cost_items, lockbox_backtest, market_for, replay_record
 from discovery.search import MapFn, Search, load_checkpoint
 from discovery.space import SearchSpace
 from discovery.tracking import NullSink, ResultsSink, StructureRecord
@@ -80,7 +80,7 @@ def make_context(config: RunConfig, path: Path) -> EvalContext:
     return EvalContext(
         dataset=str(path), underlying=config.underlying, regimes=tuple(config.space.regimes),
         iv_index=iv_index_name(dataset, config.underlying),
-        costs=tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in config.costs.items())),
+        costs=cost_items(config.costs),
         layout=layout, confidence=config.fitness.confidence, min_trades=config.fitness.min_trades,
         min_trades_penalty=config.fitness.min_trades_penalty,
     )
@@ -108,7 +108,10 @@ def discover(config: RunConfig, out_dir: Path, map_fn: MapFn = map, resume: bool
     except BaseException as exc:
         sink.fail(f"{type(exc).__name__}: {exc}")
         raise
-    sink.finish(result, evaluations_table(search), structure_records(result, context))
+    if isinstance(sink, NullSink):  # records nothing: spare it the lockbox re-runs and the table
+        sink.finish(result, pd.DataFrame(), [])
+    else:
+        sink.finish(result, evaluations_table(search), structure_records(result, context))
     return result
 
 
@@ -127,19 +130,22 @@ def dna_of(entry: dict) -> StructureDNA:
 
 def structure_records(result: dict, context) -> list[StructureRecord]:
     """The reported structures for tracking: each re-run once on the lockbox span (with its entry
-    gates) for its equity curve, trade log and payoff legs."""
+    gates, by :func:`lockbox_backtest`, which ``osd backtest`` replays) for its equity curve, trade
+    log, payoff legs and lockbox metrics."""
     market = market_for(context)
+    spot = float(market.index.close[context.layout.lockbox[0]])
+    replay = replay_record(context)
     records = []
     for entry in result["discovered_structures"]:
-        box = lockbox_backtest(dna_of(entry), context)
+        box, metrics = lockbox_backtest(context, dna_of(entry))
         records.append(StructureRecord.from_lockbox(
-            entry["rank"], box, float(market.index.close[context.layout.lockbox[0]]),
+            entry["rank"], box, spot, lockbox=metrics, evaluation=replay,
             # the genome has no fitted parameters: the walk-forward test folds are its out-of-sample
             # evidence (though selection used them); the lockbox, logged separately, is the only unseen span
             in_sample={},
             out_of_sample={**{k: v for k, v in entry["walk_forward"].items() if isinstance(v, (int, float))},
                            "sharpe": entry["walk_forward"]["sharpe_annual"]},
-            honesty={"dsr": entry["deflated_sharpe"], "pbo": result["pbo"]["pbo"]},
+            honesty={"dsr": entry["deflated_sharpe"], **({"pbo": result["pbo"]["pbo"]} if result["pbo"] else {})},
             verdict="discovered" if entry["passed"] else "rejected: " + "; ".join(entry["reasons"])))
     return records
 

@@ -1,11 +1,13 @@
 """End to end on a small planted synthetic market: reproducibility, resume, recovery (fast subset).
 The market and the serial run (fixtures ``small_planted_market``, ``serial_run``) are in conftest.py."""
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 
 from backtest.dna import StructureDNA, StructureType
 from backtest.store import Dataset
@@ -118,3 +120,46 @@ def test_nothing_passes_the_deflated_sharpe_on_a_null_market(tmp_path):
     assert not any(s["deflated_sharpe"] >= dsr_min for s in result["discovered_structures"])
     assert result["n_passed"] == 0 and result["verdict"].startswith("nothing passed")
     assert "What would be needed" in (tmp_path / "run" / "summary.txt").read_text()
+
+
+def test_top_json_replays_to_the_logged_lockbox_metrics(serial_run, small_planted_market, tmp_path):
+    """`osd top --json` -> `osd backtest --dna @FILE` recomputes each structure's lockbox (same
+    dataset, span, entry gates, costs, metric function) and gets exactly the logged figures."""
+    from discovery.cli import main
+
+    runner = CliRunner()
+    uri = ["--tracking-uri", f"sqlite:///{serial_run / 'mlflow.db'}"]
+    top = runner.invoke(main, ["top", "--experiment", "small", "--json", *uri])
+    assert top.exit_code == 0, top.output
+    listed = json.loads(top.output)
+    report = json.loads((serial_run / RESULT_FILE).read_text())["discovered_structures"]
+    assert [item["rank"] for item in listed] == [s["rank"] for s in report]
+    (tmp_path / "top.json").write_text(top.output)
+    replay = runner.invoke(main, ["backtest", "--dna", f"@{tmp_path / 'top.json'}", "--json"])
+    assert replay.exit_code == 0, replay.output
+    replayed = json.loads(replay.output)
+    assert [r["rank"] for r in replayed] == [item["rank"] for item in listed]
+    for item, again, reported in zip(listed, replayed, report):
+        for key in ("sharpe", "sharpe_annual", "total_pnl", "max_drawdown", "n_trades"):
+            logged = item["metrics"][f"lockbox.{key}"]
+            assert math.isclose(again["metrics"][key], logged, rel_tol=1e-12, abs_tol=1e-12), (item["rank"], key)
+            assert math.isclose(reported["lockbox"][key], logged, rel_tol=1e-12, abs_tol=1e-12), (item["rank"], key)
+        assert again["mismatched"] == [] and again["start"] == item["evaluation"]["lockbox_dates"][0]
+    text = runner.invoke(main, ["backtest", "--dna", f"@{tmp_path / 'top.json'}", "--rank", "1"])
+    assert text.exit_code == 0 and "replay matches the logged lockbox metrics" in text.output
+
+    moved = [{**item, "evaluation": {**item["evaluation"], "dataset": str(tmp_path / "gone")}} for item in listed]
+    (tmp_path / "moved.json").write_text(json.dumps(moved))
+    missing = runner.invoke(main, ["backtest", "--dna", f"@{tmp_path / 'moved.json'}"])
+    assert missing.exit_code != 0 and f"dataset {tmp_path / 'gone'}" in missing.output and "--data" in missing.output
+    found = runner.invoke(main, ["backtest", "--dna", f"@{tmp_path / 'moved.json'}", "--rank", "1",
+                                 "--data", str(small_planted_market), "--json"])
+    assert found.exit_code == 0 and json.loads(found.output)["mismatched"] == []
+    # the replay applies the entry gates: a narrower IV-percentile band changes its figures
+    narrowed = [{**listed[0], "dna": {**listed[0]["dna"], "min_iv_percentile": 60.0, "max_iv_percentile": 100.0}}]
+    (tmp_path / "narrowed.json").write_text(json.dumps(narrowed))
+    gated = runner.invoke(main, ["backtest", "--dna", f"@{tmp_path / 'narrowed.json'}", "--json"])
+    assert gated.exit_code == 0 and "n_trades" in json.loads(gated.output)[0]["mismatched"]
+    conflict = runner.invoke(main, ["backtest", "--dna", f"@{tmp_path / 'top.json'}", "--fill", "cross"])
+    assert conflict.exit_code != 0 and "--fill" in conflict.output
+
