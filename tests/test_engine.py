@@ -3,7 +3,6 @@ models, P&L of every exit reason, expiration in and out of the money, missing qu
 read-only inputs and the look-ahead canary."""
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import math
 

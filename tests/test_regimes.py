@@ -8,7 +8,6 @@ import pytest
 from backtest.errors import UserError
 from models import regimes
 from models.features.bars import hv_features, technical_features, vix_features
-from models.features.rolling import rolling_rank
 
 
 @pytest.fixture(scope="module")

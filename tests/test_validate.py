@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 import backtest.validate as validate_module
 from backtest.pricing import bs_greeks
-from backtest.schema import BAR_SCHEMA, CHAIN_SCHEMA, QUARANTINE_SCHEMA
+from backtest.schema import CHAIN_SCHEMA, QUARANTINE_SCHEMA
 from backtest.store import Dataset, DatasetWriter
 from backtest.validate import (
     REASONS,

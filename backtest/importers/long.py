@@ -39,7 +39,7 @@ class LongFormat(common.CsvFormat):
 
     def to_chain(self, raw: pa.Table, state: common.FileState, first_line: int) -> pa.Table:
         underlying = common.clean_symbol(raw.column("underlying"))
-        symbol = common.check_single_underlying(state, underlying, first_line)
+        common.check_single_underlying(state, underlying, first_line)
         for name in ("quotedate", "expiration"):
             common.require_values(raw.column(name), state.label, first_line, name, "a date")
         root = common.root_from_osi(raw.column("optionroot"), underlying)

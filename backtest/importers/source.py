@@ -227,7 +227,7 @@ def _locate_bad_value(path: Path, member: str | None, plan: CsvPlan, exc: pa.Arr
     if not m:
         return str(exc)
     index, target, value = int(m.group(1)), m.group(2), m.group(3)
-    name, raw_name = plan.names[index], plan.raw_names[index].strip()
+    raw_name = plan.raw_names[index].strip()
     expected = {"double": "a number", "int64": "an integer"}.get(target, target)
     with open_input(path, member) as stream:
         reader = csv.reader(io.TextIOWrapper(stream, encoding="utf-8-sig", newline=""))

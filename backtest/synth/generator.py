@@ -188,7 +188,6 @@ class SymbolMarket:
         self._hulls = {e: np.stack([hull_lo[j], hull_hi[j]]) for j, e in enumerate(exp_dates) if e > last_day}
         strike = np.round(units * self.steps[0], 6)
         day = pair_day[pair_of_row]
-        dte = pair_dte[pair_of_row]
         expiration = pair_exp_days[pair_of_row]
         n = len(strike)
         out = {name: np.empty(n) for name in ("iv", "theo", "bid", "ask", "delta", "gamma", "theta", "vega", "z")}

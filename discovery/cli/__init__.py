@@ -6,7 +6,6 @@ stays fast and never starts Ray or MLflow.
 from __future__ import annotations
 
 import importlib
-import sys
 
 import click
 
