@@ -17,6 +17,8 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from backtest import dna as dna_mod
 from backtest.dna import StructureDNA
 
@@ -152,21 +154,27 @@ class SearchSpace:
             return key
 
     # ------------------------------------------------------------------ diversity
-    def distance(self, a: tuple, b: tuple) -> float:
-        """Mean per-gene distance in [0, 1]: numeric genes by share of their range, the structure
-        type by mismatch, the regime set by Jaccard distance."""
-        parts = [float(a[0] != b[0])]
+    def distances(self, population: list[tuple]) -> np.ndarray:
+        """Pairwise genome distances in [0, 1] (an n x n matrix): the mean per-gene distance, numeric
+        genes by share of their range, the structure type by mismatch, the regime set by Jaccard
+        distance. Vectorised: the driver computes it every generation over the whole population."""
+        types = np.array([g[0] for g in population])
+        total = (types[:, None] != types[None, :]).astype(float)
         for i, g in enumerate(self.numeric, start=1):
-            parts.append(abs(a[i] - b[i]) / g.span if g.span > 0 else 0.0)
+            if g.span > 0:
+                values = np.array([float(x[i]) for x in population]) / g.span
+                total += np.abs(values[:, None] - values[None, :])
+        parts = 1 + len(self.numeric)
         if self.evolve_regimes:
-            sa, sb = set(a[-1]), set(b[-1])
-            parts.append(1 - len(sa & sb) / len(sa | sb))
-        return sum(parts) / len(parts)
+            member = np.array([[r in x[-1] for r in self.regimes] for x in population], dtype=float)
+            common = member @ member.T
+            either = member.sum(axis=1)[:, None] + member.sum(axis=1)[None, :] - common
+            total += 1 - common / either
+            parts += 1
+        return total / parts
 
     def diversity(self, population: list[tuple]) -> dict[str, float]:
         n = len(population)
         distinct = len(set(map(tuple, population)))
-        pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
-        mean_distance = (sum(self.distance(population[i], population[j]) for i, j in pairs) / len(pairs)
-                         if pairs else 0.0)
+        mean_distance = float(self.distances(population)[np.triu_indices(n, 1)].mean()) if n > 1 else 0.0
         return {"distinct_share": distinct / n if n else 0.0, "mean_distance": mean_distance}
