@@ -7,13 +7,15 @@ executor
 1. publishes the context's market once per run through a restartable shard actor
    (:func:`cluster.pool.publish_shards`): the compact chain index lives in the object store,
    owned by the driver;
-2. sends each batch to an evaluator actor, which fetches the market once per node, installs it
+2. regroups the genomes of all batches into tasks sized for the cluster (``fn`` is elementwise)
+   and sends each to an evaluator actor, which fetches the market once per node, installs it
    as the process's market for that context (``discovery.evaluate.install_market``) and runs
-   ``fn`` unchanged, so a batch gives exactly what the serial map gives.
+   ``fn`` unchanged on the task's genomes, so each genome gets exactly what the serial map gives.
 """
 from __future__ import annotations
 
 import contextlib
+import itertools
 from functools import partial
 from typing import Callable, Iterable, Iterator
 
@@ -38,12 +40,13 @@ def load_context_market(spec: ShardSpec):
     return load_market(spec.payload)
 
 
-def evaluate_with_market(fn: Callable, shard_name: str, shards: dict, batch: list) -> list:
-    """Worker side: make the fetched market this process's market for fn's context, then run fn."""
+def evaluate_with_market(fn: Callable, shard_name: str, shards: dict, genomes: list) -> list:
+    """Worker side: make the fetched market this process's market for fn's context, then run fn
+    on the genomes as one batch."""
     from discovery.evaluate import install_market
 
     install_market(_context_of(fn), shards[shard_name])
-    return fn(batch)
+    return fn(genomes)
 
 
 class RayExecutor:
@@ -67,9 +70,16 @@ class RayExecutor:
         return self.maps[context]
 
     def __call__(self, fn: Callable, batches: Iterable[list]) -> list:
+        """``fn`` over ``batches``, one result list per batch. The evaluation functions are
+        elementwise, so the genomes are regrouped into tasks sized for the cluster, whatever
+        batch size the search used."""
         context = _context_of(fn)
         ray_map = self._map_for(context)
-        return ray_map(partial(evaluate_with_market, fn, self.shard_names[context]), list(batches))
+        batches = list(batches)
+        records = ray_map(partial(evaluate_with_market, fn, self.shard_names[context]),
+                          [genome for batch in batches for genome in batch])
+        ends = list(itertools.accumulate(len(batch) for batch in batches))
+        return [records[end - len(batch):end] for batch, end in zip(batches, ends)]
 
     def overhead(self) -> dict:
         """Evaluators, evaluation seconds measured inside them, driver seconds spent in map calls,

@@ -17,7 +17,7 @@ import pandas as pd
 
 from backtest.costs import Costs
 from backtest.dna import StructureDNA
-from backtest.engine import run_many
+from backtest.engine import run as run_backtest, run_many
 from backtest.errors import UserError
 from backtest.index import ChainIndex
 from backtest.store import Dataset
@@ -156,6 +156,20 @@ def evaluate_detail(context: EvalContext, batch: list[dict]) -> list[dict]:
             "fold_returns": wf.pooled_fold_returns(fold_returns[i], layout).tolist(),
             "lockbox": wf.series_metrics(box_returns[i], pnl),
         })
+    return out
+
+
+def evaluate_lockbox(context: EvalContext, batch: list[dict]) -> list[tuple]:
+    """For tracking the reported structures: each one's lockbox backtest (with its entry gates; equity
+    curve and trade log with legs) and the spot on the lockbox's first day."""
+    market = market_for(context)
+    lo, hi = context.layout.lockbox
+    dates = market.index.dates
+    out = []
+    for genes in batch:
+        dna = StructureDNA.from_dict(genes)
+        box = run_backtest(dna, market.index, dates[lo], dates[hi - 1], context.make_costs(), gate_mask(dna, market)[lo:hi])
+        out.append((box, float(market.index.close[lo])))
     return out
 
 

@@ -9,6 +9,7 @@ import datetime as dt
 import hashlib
 import json
 import time
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -22,7 +23,7 @@ from backtest.store import Dataset, atomic_write_json
 from discovery import honesty, report
 from discovery import walkforward as wf
 from discovery.config import RunConfig
-from discovery.evaluate import EvalContext, bind, gate_mask, market_for
+from discovery.evaluate import EvalContext, bind, evaluate_lockbox
 from discovery.search import MapFn, Search, load_checkpoint
 from discovery.space import SearchSpace
 from discovery.tracking import NullSink, ResultsSink, StructureRecord
@@ -108,7 +109,7 @@ def discover(config: RunConfig, out_dir: Path, map_fn: MapFn = map, resume: bool
     except BaseException as exc:
         sink.fail(f"{type(exc).__name__}: {exc}")
         raise
-    sink.finish(result, evaluations_table(search), structure_records(result, context))
+    sink.finish(result, evaluations_table(search), structure_records(result, context, map_fn))
     return result
 
 
@@ -120,21 +121,16 @@ def evaluations_table(search: Search) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def structure_records(result: dict, context) -> list[StructureRecord]:
+def structure_records(result: dict, context: EvalContext, map_fn: MapFn = map) -> list[StructureRecord]:
     """The reported structures for tracking: each re-run once on the lockbox span (with its entry
-    gates) for its equity curve, trade log and payoff legs."""
-    from backtest.engine import run as run_backtest
-
-    market = market_for(context)
-    lo, hi = context.layout.lockbox
-    dates = market.index.dates
+    gates) for its equity curve, trade log and payoff legs, through ``map_fn`` (where the market is)."""
+    entries = result["discovered_structures"]
+    genes = [{k: entry[k] for k in StructureDNA.__dataclass_fields__ if k in entry} for entry in entries]
+    boxes = [box for chunk in map_fn(partial(evaluate_lockbox, context), [genes]) for box in chunk] if genes else []
     records = []
-    for entry in result["discovered_structures"]:
-        dna = StructureDNA.from_dict({k: entry[k] for k in StructureDNA.__dataclass_fields__ if k in entry})
-        box = run_backtest(dna, market.index, dates[lo], dates[hi - 1], context.make_costs(),
-                           gate_mask(dna, market)[lo:hi])
+    for entry, (box, spot) in zip(entries, boxes):
         records.append(StructureRecord.from_lockbox(
-            entry["rank"], box, float(market.index.close[lo]),
+            entry["rank"], box, spot,
             # the genome has no fitted parameters: the walk-forward test folds are its out-of-sample
             # evidence (though selection used them); the lockbox, logged separately, is the only unseen span
             in_sample={},
@@ -153,7 +149,6 @@ def _discover(config: RunConfig, out_dir: Path, map_fn: MapFn, resume: bool,
     state = load_checkpoint(checkpoint, config.digest()) if resume else None
     path = dataset_path(config, progress)
     context = make_context(config, path)
-    market_for(context)  # load once on the driver: a serial map reuses it
     evaluate_batch, evaluate_detail = bind(context)
     space = SearchSpace.from_spec(config.space)
     search = Search(space, evaluate_batch, config.search, config.digest(), map_fn=map_fn,

@@ -1,6 +1,8 @@
 """The Ray executor on a simulated three-node cluster (ray.cluster_utils.Cluster on 127.0.0.1):
 results identical to the serial executor, shards fetched once per node, and the same result after
 an evaluator is killed or a node is removed mid-run."""
+import itertools
+import json
 import os
 import time
 
@@ -11,8 +13,9 @@ from ray.cluster_utils import Cluster  # noqa: E402
 
 from backtest.errors import UserError  # noqa: E402
 from cluster.executor import RayExecutor  # noqa: E402
+from cluster.pool import task_plan  # noqa: E402
 from cluster.runtime import LOOPBACK_ENV, ray_session  # noqa: E402
-from discovery.run import discover  # noqa: E402
+from discovery.run import RESULT_FILE, dataset_path, discover, make_context, structure_records  # noqa: E402
 from tests.test_discover import small_config, without_timestamps  # noqa: E402,F401
 from tests.test_discover import serial_run, small_planted_market  # noqa: E402,F401  (fixtures)
 
@@ -37,6 +40,17 @@ def three_nodes():
     cluster.shutdown()
 
 
+def test_task_plan_cuts_large_tasks_first_then_smaller_ones_down_to_the_floor():
+    plan = task_plan(184, 2, seconds_per_item=0.003, min_task_seconds=0.05)  # floor: 17 items
+    assert [start for start, _ in plan] == list(itertools.accumulate([0] + [size for _, size in plan[:-1]]))
+    assert sum(size for _, size in plan) == 184
+    sizes = [size for _, size in plan]
+    assert sizes[0] == 46 and sizes == sorted(sizes, reverse=True), "a quarter of what is left, shrinking"
+    assert all(size >= 17 for size in sizes[:-1]), "never below the floor of measured work (but the rest)"
+    assert task_plan(5, 2, None, 0.1) == [(i, 1) for i in range(5)], "unmeasured: one item per task"
+    assert task_plan(0, 2, 0.01, 0.1) == []
+
+
 def _run(config, out, executor, on_generation=None):
     discover(config, out, map_fn=executor, on_generation=on_generation)
     return without_timestamps(out)
@@ -51,6 +65,13 @@ def test_identical_to_serial_and_one_fetch_per_node(three_nodes, small_planted_m
     # one evaluator per node (1 CPU each), so an evaluator's fetches are its node's fetches
     assert all(n == 1 for s in stats for n in s["fetches"].values()), "each node fetches each shard once"
     assert executor.overhead()["evaluation_s"] > 0
+    # the reported structures' lockbox re-runs (for tracking) go through the cluster as well
+    config = small_config(small_planted_market)
+    context = make_context(config, dataset_path(config))
+    result = json.loads((tmp_path / RESULT_FILE).read_text())
+    on_cluster = structure_records(result, context, executor)
+    assert [r.lockbox for r in on_cluster] == [r.lockbox for r in structure_records(result, context)]
+    assert len(on_cluster) == len(result["discovered_structures"]) > 0
 
 
 def _after_first_generation(action):
