@@ -65,6 +65,7 @@ class RayExecutor:
                              loader="cluster.executor:load_context_market", payload=context)
             actors, refs = publish_shards([spec])
             self.shard_actors += actors
+            # the evaluators start while the shard loads, then fetch it before their first task
             self.maps[context] = RayMap(refs, workers=self.workers, min_task_seconds=self.min_task_seconds)
             self.shard_names[context] = spec.name
         return self.maps[context]
@@ -83,12 +84,14 @@ class RayExecutor:
 
     def overhead(self) -> dict:
         """Evaluators, evaluation seconds measured inside them, driver seconds spent in map calls,
-        and the overhead share: evaluator time not spent evaluating over evaluating time."""
+        the overhead share (evaluator time not spent evaluating over evaluating time, within map
+        calls) and the one-off warm-up (new evaluators fetching the shards) kept apart from it."""
         workers = sum(len(m.evaluators) for m in self.maps.values())
         busy = sum(m.busy_seconds for m in self.maps.values())
         wall = sum(m.wall_seconds for m in self.maps.values())
         share = (workers * wall - busy) / busy if busy else float("nan")
-        return {"workers": workers, "evaluation_s": busy, "dispatch_wall_s": wall, "overhead_share": share}
+        return {"workers": workers, "evaluation_s": busy, "dispatch_wall_s": wall, "overhead_share": share,
+                "warm_up_s": sum(m.warm_up_seconds for m in self.maps.values())}
 
 
 @contextlib.contextmanager

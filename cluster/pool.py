@@ -31,6 +31,7 @@ from backtest.errors import UserError
 
 
 _pool_ids = itertools.count()
+_shard_ids = itertools.count()
 PLACEMENT_SECONDS = 60.0   # how long a new evaluator may take to start
 QUEUE_DEPTH = 2            # tasks queued on an evaluator at once: one running, one ready to start
 NODE_CHECK_SECONDS = 2.0  # how often a waiting driver checks that busy evaluators' nodes are alive
@@ -84,14 +85,21 @@ class Evaluator:
         self.fetches: Counter = Counter()
         self.cpus = max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
 
+    def fetch(self, shard_refs: dict[str, Any]) -> None:
+        """Fetch the shards not cached yet (refs arrive wrapped, so Ray does not resolve them)."""
+        for name, (ref,) in shard_refs.items():
+            if name not in self.shards:
+                try:
+                    self.shards[name] = ray.get(ref)
+                except RayTaskError as exc:  # the shard could not load: pass its one-line error on
+                    raise exc.cause from None
+                self.fetches[name] += 1
+
     def run(self, task: Callable, shard_refs: dict[str, Any], items: list) -> tuple[list, float]:
         import numba
 
         numba.set_num_threads(min(self.cpus, numba.config.NUMBA_NUM_THREADS))  # thread-local: set per task
-        for name, (ref,) in shard_refs.items():  # refs arrive wrapped, so Ray does not resolve them
-            if name not in self.shards:
-                self.shards[name] = ray.get(ref)
-                self.fetches[name] += 1
+        self.fetch(shard_refs)
         t0 = time.perf_counter()
         out = task(self.shards, items)
         return out, time.perf_counter() - t0
@@ -101,10 +109,12 @@ class Evaluator:
 
 
 def publish_shards(specs: Sequence[ShardSpec]) -> tuple[list, dict[str, ray.ObjectRef]]:
-    """One named shard actor per spec, spread over the nodes; every shard loaded once."""
-    actors = [ChainShard.options(name=spec.name, scheduling_strategy="SPREAD").remote(spec) for spec in specs]
+    """One named shard actor per spec, spread over the nodes; every shard loaded once. Returns at
+    once: the loads run while the evaluators start, and an evaluator's first fetch waits for them."""
+    # numbered: an earlier executor's actor of the same shard may still be alive in this job
+    actors = [ChainShard.options(name=f"{spec.name}#{next(_shard_ids)}", scheduling_strategy="SPREAD").remote(spec)
+              for spec in specs]
     refs = {spec.name: actor.load.options(name=f"load {spec.name}").remote() for spec, actor in zip(specs, actors)}
-    ray.wait(list(refs.values()), num_returns=len(refs), fetch_local=False)
     return actors, refs
 
 
@@ -112,13 +122,13 @@ def task_plan(n_items: int, n_evaluators: int, seconds_per_item: float | None,
               min_task_seconds: float) -> list[tuple[int, int]]:
     """``(start, size)`` of each task, in item order, by guided self-scheduling: each task takes a
     ``1 / (2 * n_evaluators)`` share of the items still to cut, but at least ``min_task_seconds``
-    of work at the measured ``seconds_per_item``; the first tasks are large, the last ones small
-    enough that the evaluators finish together. Unmeasured (``None``): one item per task."""
-    floor = max(1, math.ceil(min_task_seconds / seconds_per_item)) if seconds_per_item else None
+    of work at the measured ``seconds_per_item`` (unmeasured, ``None``: at least one item); the
+    first tasks are large, the last ones small enough that the evaluators finish together."""
+    floor = max(1, math.ceil(min_task_seconds / seconds_per_item)) if seconds_per_item else 1
     plan, start = [], 0
     while start < n_items:
         left = n_items - start
-        size = min(left, max(floor, math.ceil(left / (2 * n_evaluators)))) if floor else 1
+        size = min(left, max(floor, math.ceil(left / (2 * n_evaluators))))
         plan.append((start, size))
         start += size
     return plan
@@ -135,7 +145,8 @@ class RayMap:
         self.max_retries = max_retries
         self.seconds_per_item: float | None = None
         self.busy_seconds = 0.0   # evaluation time measured inside the evaluators
-        self.wall_seconds = 0.0   # driver wall time spent in map calls
+        self.warm_up_seconds = 0.0  # driver time spent having new evaluators fetch the shards
+        self.wall_seconds = 0.0   # driver wall time spent in map calls, evaluator warm-ups excluded
         self.requeued = 0         # tasks retried after their evaluator died or its node left
         self.retired = 0          # evaluators dropped because they died or their node left
         self.pool_id = next(_pool_ids)
@@ -143,6 +154,7 @@ class RayMap:
         self.workers = workers
         self.evaluators: list = []
         self.node_of: dict = {}   # evaluator -> the node it runs on
+        self.warm: set = set()    # evaluators that hold the shards
         self._top_up()
 
     def _retire(self, evaluator) -> None:
@@ -178,6 +190,24 @@ class RayMap:
             ray.kill(missing[ref])
         if not self.evaluators:
             raise RuntimeError("no evaluator could be placed on the Ray cluster")
+        self._warm_up([e for e in self.evaluators if e not in self.warm])
+
+    def _warm_up(self, evaluators: list) -> None:
+        """New evaluators fetch the shards before their first task (a one-off per evaluator, timed
+        apart from the map calls); one that dies meanwhile is retired by the next call."""
+        t0 = time.perf_counter()
+        fetched = {e.fetch.options(name="fetch shards").remote(self.shard_refs): e for e in evaluators}
+        for ref, evaluator in fetched.items():
+            try:
+                ray.get(ref)
+            except RayTaskError as exc:
+                if isinstance(exc.cause, UserError):
+                    raise exc.cause from None
+                raise
+            except RayActorError:
+                continue
+            self.warm.add(evaluator)
+        self.warm_up_seconds += time.perf_counter() - t0
 
     def _lost(self, inflight: dict) -> list:
         """In-flight tasks whose evaluator's node has left the cluster. Ray does not always fail
@@ -186,7 +216,7 @@ class RayMap:
         return [ref for ref, (evaluator, _, _) in inflight.items() if self.node_of.get(evaluator) not in alive]
 
     def __call__(self, task: Callable, items: Sequence) -> list:
-        t0 = time.perf_counter()
+        t0, warm_up_before = time.perf_counter(), self.warm_up_seconds
         self._top_up()
         items = list(items)
         results: list = [None] * len(items)
@@ -230,7 +260,7 @@ class RayMap:
             if evaluator in queued:
                 queued[evaluator] -= 1
         self.busy_seconds += done_seconds
-        self.wall_seconds += time.perf_counter() - t0
+        self.wall_seconds += time.perf_counter() - t0 - (self.warm_up_seconds - warm_up_before)
         if done_items:
             self.seconds_per_item = done_seconds / done_items
         return results
