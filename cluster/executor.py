@@ -19,7 +19,7 @@ import itertools
 from functools import partial
 from typing import Callable, Iterable, Iterator
 
-from cluster.pool import RayMap, ShardSpec, publish_shards
+from cluster.pool import MIN_TASK_SECONDS, RayMap, ShardSpec, publish_shards
 from cluster.runtime import ray_session
 
 
@@ -52,7 +52,7 @@ def evaluate_with_market(fn: Callable, shard_name: str, shards: dict, genomes: l
 class RayExecutor:
     """A ``map_fn`` whose batches run on Ray evaluator actors, in input order."""
 
-    def __init__(self, workers: int | None = None, min_task_seconds: float = 0.1):
+    def __init__(self, workers: int | None = None, min_task_seconds: float = MIN_TASK_SECONDS):
         self.workers = workers
         self.min_task_seconds = min_task_seconds
         self.maps: dict = {}      # context -> RayMap over that context's shard

@@ -34,6 +34,12 @@ _pool_ids = itertools.count()
 _shard_ids = itertools.count()
 PLACEMENT_SECONDS = 60.0   # how long a new evaluator may take to start
 QUEUE_DEPTH = 2            # tasks queued on an evaluator at once: one running, one ready to start
+# Smallest task, in measured seconds of work. With two tasks queued per evaluator a task costs the
+# evaluator well under a millisecond of Ray overhead, so the floor only has to amortise that; the
+# larger it is, the longer one evaluator idles while the other finishes a generation's last task
+# (a seed-run generation is ~0.5 s of work for 2 evaluators, and the one that finishes first idles
+# for about half a floor: ~9% of the work with a 100 ms floor, ~2% with 20 ms).
+MIN_TASK_SECONDS = 0.02
 NODE_CHECK_SECONDS = 2.0  # how often a waiting driver checks that busy evaluators' nodes are alive
 
 
@@ -139,7 +145,7 @@ class RayMap:
     items)`` must be elementwise (an item's result never depends on the other items of its task)."""
 
     def __init__(self, shard_refs: dict[str, ray.ObjectRef], *, workers: int | None = None,
-                 min_task_seconds: float = 0.1, max_retries: int = 3):
+                 min_task_seconds: float = MIN_TASK_SECONDS, max_retries: int = 3):
         self.shard_refs = {name: (ref,) for name, ref in shard_refs.items()}
         self.min_task_seconds = min_task_seconds
         self.max_retries = max_retries
@@ -216,9 +222,11 @@ class RayMap:
         return [ref for ref, (evaluator, _, _) in inflight.items() if self.node_of.get(evaluator) not in alive]
 
     def __call__(self, task: Callable, items: Sequence) -> list:
+        items = list(items)
+        if not items:  # e.g. a generation that injects no fresh genomes: no cluster round trip
+            return []
         t0, warm_up_before = time.perf_counter(), self.warm_up_seconds
         self._top_up()
-        items = list(items)
         results: list = [None] * len(items)
         todo = task_plan(len(items), len(self.evaluators), self.seconds_per_item, self.min_task_seconds)
         attempts: Counter = Counter()
