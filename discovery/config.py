@@ -225,6 +225,11 @@ class HonestySpec(Strict):
         return v
 
 
+class ReportSpec(Strict):
+    baselines: bool = Field(True, description="run the seeds' hand-designed baselines on the lockbox and "
+                                              "compare the discovered structures with them")
+
+
 class RunConfig(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     data: DataSpec
@@ -247,6 +252,7 @@ class RunConfig(Strict):
     def make_costs(self) -> Costs:
         return Costs(**{k: tuple(x) if isinstance(x, list) else x for k, x in self.costs.items()})
     honesty: HonestySpec = HonestySpec()
+    report: ReportSpec = ReportSpec()
     _source: str | None = PrivateAttr(None)  # the file the config came from, for messages and paths
 
     @property

@@ -47,6 +47,38 @@ def what_would_pass(rec: dict, n_trials: int, variance: float, dsr_min: float) -
     }
 
 
+LOCKBOX_COLUMNS = (("sharpe_annual", "box SR", "{:.2f}"), ("total_return", "return", "{:.2%}"),
+                   ("max_drawdown", "max DD", "{:.2%}"), ("n_trades", "trades", "{:d}"),
+                   ("win_rate", "win", "{:.0%}"))
+
+
+def lockbox_table(result: dict) -> list[str]:
+    """The reported structures and the seeds' baselines side by side on the lockbox (same data,
+    costs and metric function), and the one-line answer: did discovery beat the guesses?"""
+    section = result["baselines"]
+    rows = [[f"#{s['rank']} {s['structure_type']}", "PASS" if s["passed"] else "rejected",
+             *(fmt.format(s["lockbox"][key]) for key, _, fmt in LOCKBOX_COLUMNS),
+             {True: "yes", False: "no", None: "-"}[s.get("vs_baselines", {}).get("beats_best_baseline")]]
+            for s in result["discovered_structures"]]
+    for b in section["entries"]:
+        if "lockbox" in b:
+            rows.append([b["name"], "baseline", *(fmt.format(b["lockbox"][key]) for key, _, fmt in LOCKBOX_COLUMNS), ""])
+        else:
+            rows.append([b["name"], "baseline", f"not run: {b['error']}"])
+    header = ["structure / baseline", "kind", *(title for _, title, _ in LOCKBOX_COLUMNS), "beats best baseline"]
+    full = [header] + [r for r in rows if len(r) == len(header)]
+    widths = [max(len(r[i]) for r in full) for i in range(len(header))]
+
+    def line(row: list[str]) -> str:
+        if len(row) < len(header):  # a baseline that did not run: its reason runs on
+            return "  ".join(c.ljust(w) for c, w in zip(row[:2], widths)) + "  " + row[2]
+        return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+
+    title = f"Lockbox {section['start']}..{section['end']}: discovered structures vs the seeds' baselines"
+    return [title, line(header), "-" * len(line(header)), *map(line, rows),
+            f"Did discovery beat the guesses? {section['comparison']['answer']}."]
+
+
 def summary(result: dict) -> str:
     """A readable table of the reported structures, the rejections and the verdict."""
     lines = [
@@ -72,6 +104,8 @@ def summary(result: dict) -> str:
             f"{d_long} {d_short} {regimes:<15} "
             f"{s['backtest_sharpe']:>6.2f} {s['deflated_sharpe']:>5.2f} {s['lockbox']['sharpe_annual']:>6.2f} "
             f"{s['n_trades']:>6}  {verdict}")
+    if "baselines" in result:
+        lines += ["", *lockbox_table(result)]
     lines += ["", f"Verdict: {result['verdict']}."]
     if not result["n_passed"] and result["discovered_structures"]:
         top = result["discovered_structures"][0]

@@ -20,7 +20,7 @@ from backtest.calendar import trading_days
 from backtest.dna import StructureDNA
 from backtest.errors import UserError
 from backtest.store import Dataset, atomic_write_json
-from discovery import honesty, report
+from discovery import baselines, honesty, report
 from discovery import walkforward as wf
 from discovery.config import RunConfig
 from discovery.evaluate import EvalContext, bind, evaluate_lockbox
@@ -164,6 +164,8 @@ def _discover(config: RunConfig, out_dir: Path, map_fn: MapFn, resume: bool,
     payload = [[space.to_dict(g) for g in genomes[i:i + batch]] for i in range(0, len(genomes), batch)]
     details = dict(zip(genomes, (d for chunk in map_fn(evaluate_detail, payload) for d in chunk)))
     result = assess(config, search, reported, pbo_set, details, context, path)
+    if config.report.baselines:
+        baselines.add_to_report(result, context, path)
     result["elapsed_s"] = round(time.perf_counter() - started, 2)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(result, out_dir / RESULT_FILE)

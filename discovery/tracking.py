@@ -32,6 +32,9 @@ child run per structure (tag ``osd.kind=structure``, ``mlflow.parentRunId``): pa
 ``oos.<k>``, ``lockbox.<k>``, ``honesty.<k>`` (non-numeric honesty values become tags); tags
 ``osd.dna`` (the DNA as JSON, what ``osd top --json`` returns) and ``osd.verdict``; artifacts
 ``dna.json``, ``trade_log.parquet``, ``equity_curve.parquet``, ``equity.png``, ``payoff.png``.
+When the report has baselines (DESIGN §9), the parent run also gets ``baselines.json`` and the
+metrics ``baseline.<name>.lockbox_<k>``, ``baseline.best_lockbox_sharpe_annual`` and
+``discovery_beats_baselines`` (1 or 0).
 
 Where it goes. ``tracking_uri`` if given, else ``MLFLOW_TRACKING_URI``, else MLflow's own local
 default in the working directory: ``sqlite:///mlflow.db`` (artifacts under ``./mlruns``), or the
@@ -257,6 +260,7 @@ class MlflowSink:
 
     def finish(self, report: Mapping[str, Any], evaluations: pd.DataFrame,
                structures: Sequence[StructureRecord]) -> None:
+        from discovery.baselines import tracking_metrics
         from discovery.plots import fitness_plot
 
         spool = self._started()
@@ -264,6 +268,9 @@ class MlflowSink:
         (parent_files / "discovered_structures.json").write_text(
             json.dumps(_plain(report), indent=2) + "\n")
         evaluations.to_parquet(parent_files / "evaluations.parquet", index=False)
+        if report.get("baselines"):  # did discovery beat the guesses: the section and its figures
+            (parent_files / "baselines.json").write_text(json.dumps(_plain(report["baselines"]), indent=2) + "\n")
+            self._log_metrics(self.PARENT, tracking_metrics(report))
         plots = parent_files / "plots"
         plots.mkdir()
         fitness_plot(self._history, plots / "fitness.png", f"{self.experiment}: fitness by generation")

@@ -57,3 +57,26 @@ def planted_market(tmp_path_factory, example_plants) -> Path:
 
     return synthesize(tmp_path_factory.mktemp("synth") / "planted", "SPY", *SYNTH_SPAN, seed=SYNTH_SEED,
                       mode="planted", plants=example_plants)
+
+
+# ---------------------------------------------------------------- one small discovery run (shared)
+# test_discover, test_cluster and test_discovery_baselines compare against the same serial run;
+# here, so that the session runs it once (a fixture imported into several modules runs in each).
+
+
+@pytest.fixture(scope="session")
+def small_planted_market(tmp_path_factory) -> Path:
+    from discovery.recovery import small_market
+    from tests.test_discover import PLANT
+
+    return small_market(tmp_path_factory.mktemp("discover") / "market", 3, PLANT)
+
+
+@pytest.fixture(scope="session")
+def serial_run(small_planted_market, tmp_path_factory) -> Path:
+    from discovery.run import discover
+    from tests.test_discover import small_config
+
+    out = tmp_path_factory.mktemp("serial")
+    discover(small_config(small_planted_market), out)
+    return out

@@ -22,7 +22,6 @@ from discovery.evaluate import evaluate_batch  # noqa: E402
 from discovery.run import RESULT_FILE, dataset_path, discover, make_context, structure_records  # noqa: E402
 from discovery.space import SearchSpace  # noqa: E402
 from tests.test_discover import small_config, without_timestamps  # noqa: E402,F401
-from tests.test_discover import serial_run, small_planted_market  # noqa: E402,F401  (fixtures)
 
 
 def test_unreachable_address_fails_fast():

@@ -1,4 +1,5 @@
-"""End to end on a small planted synthetic market: reproducibility, resume, recovery (fast subset)."""
+"""End to end on a small planted synthetic market: reproducibility, resume, recovery (fast subset).
+The market and the serial run (fixtures ``small_planted_market``, ``serial_run``) are in conftest.py."""
 import json
 from pathlib import Path
 
@@ -15,11 +16,6 @@ PLANT = [{
 }]
 
 
-@pytest.fixture(scope="session")
-def small_planted_market(tmp_path_factory) -> Path:
-    return small_market(tmp_path_factory.mktemp("discover") / "market", 3, PLANT)
-
-
 def small_config(market: Path):
     return recovery_config(market, seed=5, structure_types=[
         "short_put", "put_credit_spread", "long_put", "long_call", "short_call", "iron_condor",
@@ -31,13 +27,6 @@ def without_timestamps(path: Path) -> dict:
     result.pop("timestamp"), result.pop("elapsed_s")
     result["data"].pop("path")
     return result
-
-
-@pytest.fixture(scope="session")
-def serial_run(small_planted_market, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("serial")
-    discover(small_config(small_planted_market), out)
-    return out
 
 
 def test_report_has_the_seed_format_and_the_honesty_statistics(serial_run):

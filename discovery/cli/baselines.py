@@ -7,7 +7,7 @@ import click
 
 from backtest.costs import FILL_MODELS, Costs
 from backtest.errors import UserError
-from discovery.cli.backtest_cmd import _plain
+from discovery.baselines import strict_json
 
 TABLE_COLUMNS = (("sharpe", "Sharpe", "{:.2f}"), ("total_return", "return", "{:.2%}"),
                  ("cagr", "CAGR", "{:.2%}"), ("max_drawdown", "max DD", "{:.2%}"),
@@ -77,14 +77,3 @@ def baselines(data, symbol, start, end, fill, names, as_json) -> None:
     for r in reports:
         for warning in r.get("warnings", []):
             click.echo(f"warning: {r['name']}: {warning}", err=True)
-
-
-def strict_json(value):
-    """Reports as strict JSON values: non-finite floats become strings, as in `osd backtest`."""
-    if isinstance(value, dict):
-        return {k: strict_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [strict_json(v) for v in value]
-    if isinstance(value, float):
-        return _plain(value)
-    return value

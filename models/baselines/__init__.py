@@ -121,6 +121,35 @@ def _plain(v):
     return v
 
 
+def select(index: ChainIndex, start=None, end=None, names: Iterable[str] | None = None) -> list[Baseline]:
+    """The catalog's baselines (or those named), with widths in the window's strike steps."""
+    from models.baselines.catalog import baselines
+
+    chosen = baselines(strike_step(index, start, end))
+    if names is None:
+        return chosen
+    wanted = list(names)
+    unknown = sorted(set(wanted) - {b.name for b in chosen})
+    if unknown:
+        raise UserError(f"unknown baseline(s) {', '.join(unknown)}; known: {', '.join(b.name for b in chosen)}")
+    return [b for b in chosen if b.name in wanted]
+
+
+def baseline_runs(chosen: Sequence[Baseline], index: ChainIndex, features: pd.DataFrame | None, start, end,
+                  costs: Costs, has_vix_options: bool) -> list[tuple[dict[str, Any], PortfolioResult | None]]:
+    """:func:`run_baselines`' report of each baseline in ``chosen`` with the account run it
+    describes (None for one not run), for callers that measure the runs themselves."""
+    runs = []
+    for b in chosen:
+        if b.needs_features and features is None:
+            runs.append(({"name": b.name, "seed": b.seed, "description": b.description,
+                          "error": "no feature table (run `osd features build --data DIR`)"}, None))
+            continue
+        result = run_baseline(b, index, features, start, end, costs)
+        runs.append((baseline_report(b, result, features, index, has_vix_options), result))
+    return runs
+
+
 def run_baselines(
     index: ChainIndex,
     features: pd.DataFrame | None,
@@ -133,25 +162,9 @@ def run_baselines(
     """Every baseline (or those named) on [start, end] with ``costs``: one plain dict each with
     the DESIGN §4 metrics of the account, blocked entries, a stress report of the positions
     open on the last day, and warnings. Baselines that need features are reported with an
-    ``error`` when ``features`` is None. This is what a discovery report calls on its lockbox."""
-    from models.baselines.catalog import baselines
-
-    chosen = baselines(strike_step(index, start, end))
-    if names is not None:
-        wanted = list(names)
-        unknown = sorted(set(wanted) - {b.name for b in chosen})
-        if unknown:
-            raise UserError(f"unknown baseline(s) {', '.join(unknown)}; known: {', '.join(b.name for b in chosen)}")
-        chosen = [b for b in chosen if b.name in wanted]
-    reports = []
-    for b in chosen:
-        if b.needs_features and features is None:
-            reports.append({"name": b.name, "seed": b.seed, "description": b.description,
-                            "error": "no feature table (run `osd features build --data DIR`)"})
-            continue
-        reports.append(baseline_report(b, run_baseline(b, index, features, start, end, costs), features, index,
-                                       has_vix_options))
-    return reports
+    ``error`` when ``features`` is None. A discovery report runs them on its lockbox."""
+    chosen = select(index, start, end, names)
+    return [report for report, _ in baseline_runs(chosen, index, features, start, end, costs, has_vix_options)]
 
 
 def verdict(reports: Sequence[Mapping[str, Any]], discovered: Mapping[str, float], metric: str = "sharpe") -> dict[str, Any]:

@@ -182,8 +182,10 @@ class BuildSummary:
 
 def build_features(data: str | os.PathLike, *, mapper: Mapper = map, rebuild: bool = False,
                    regimes_file: str | None = None, progress: Callable[[int], None] | None = None,
-                   on_plan: Callable[[int], None] | None = None) -> list[BuildSummary]:
-    """Build or extend the feature table of every underlying in the dataset at ``data``.
+                   on_plan: Callable[[int], None] | None = None,
+                   underlyings: Iterable[str] | None = None) -> list[BuildSummary]:
+    """Build or extend the feature table of every underlying in the dataset at ``data`` (or of
+    those in ``underlyings``).
 
     ``mapper(fn, tasks)`` runs the raw-aggregate tasks (builtin ``map`` runs them here, in order);
     ``on_plan(n)`` is told the number of tasks and ``progress(1)`` is called as each one ends.
@@ -192,7 +194,7 @@ def build_features(data: str | os.PathLike, *, mapper: Mapper = map, rebuild: bo
     ds = Dataset(data)
     pending: dict[str, pd.DataFrame] = {}
     tasks: list[RawTask] = []
-    for u in ds.underlyings:
+    for u in ds.underlyings if underlyings is None else underlyings:
         stored = _read_parquet_dir(feature_dir(data, u) / RAW_DIR)
         if rebuild:
             stored = stored.iloc[:0]
