@@ -165,7 +165,7 @@ def _discover(config: RunConfig, out_dir: Path, map_fn: MapFn, resume: bool,
     details = dict(zip(genomes, (d for chunk in map_fn(evaluate_detail, payload) for d in chunk)))
     result = assess(config, search, reported, pbo_set, details, context, path)
     if config.report.baselines:
-        baselines.add_to_report(result, context, path)
+        baselines.add_to_report(result, context, path, map_fn)
     result["elapsed_s"] = round(time.perf_counter() - started, 2)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(result, out_dir / RESULT_FILE)
