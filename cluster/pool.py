@@ -34,12 +34,12 @@ _pool_ids = itertools.count()
 _shard_ids = itertools.count()
 PLACEMENT_SECONDS = 60.0   # how long a new evaluator may take to start
 QUEUE_DEPTH = 2            # tasks queued on an evaluator at once: one running, one ready to start
-# Smallest task, in measured seconds of work. With two tasks queued per evaluator a task costs the
-# evaluator well under a millisecond of Ray overhead, so the floor only has to amortise that; the
-# larger it is, the longer one evaluator idles while the other finishes a generation's last task
-# (a seed-run generation is ~0.5 s of work for 2 evaluators, and the one that finishes first idles
-# for about half a floor: ~9% of the work with a 100 ms floor, ~2% with 20 ms).
-MIN_TASK_SECONDS = 0.02
+# Smallest task, in measured seconds of work. Each task costs its evaluator a few milliseconds
+# between tasks (more under load) even with the next one queued; a larger floor leaves one
+# evaluator idle longer while the other finishes a generation's last task. Measured on
+# generation-sized calls of the seed run (184 genomes, 2 evaluators, load average ~4.5),
+# overhead share: 0.096 at 20 ms, 0.089 at 50 ms, 0.17 at 200 ms.
+MIN_TASK_SECONDS = 0.05
 NODE_CHECK_SECONDS = 2.0  # how often a waiting driver checks that busy evaluators' nodes are alive
 
 
@@ -234,8 +234,10 @@ class RayMap:
         inflight: dict = {}
         done_items, done_seconds = 0, 0.0
         while todo or inflight:
-            # each evaluator holds up to QUEUE_DEPTH tasks, so it starts the next as soon as one ends
-            for evaluator in [e for e in queued for _ in range(QUEUE_DEPTH - queued[e])][:len(todo)]:
+            # each evaluator holds up to QUEUE_DEPTH tasks, so it starts the next as soon as one ends;
+            # dealt round-robin, so the large first tasks go to different evaluators
+            free = [e for depth in range(QUEUE_DEPTH) for e in queued if queued[e] <= depth]
+            for evaluator in free[:len(todo)]:
                 start, size = todo.pop(0)
                 ref = evaluator.run.options(name=f"evaluate {size} items").remote(
                     task, self.shard_refs, items[start:start + size])
