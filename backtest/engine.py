@@ -89,10 +89,12 @@ def _read_only(array: np.ndarray) -> np.ndarray:
 
 
 def _block_size(n_genomes: int) -> int:
-    """Genomes per kernel task: large enough that a day's rows are reused from cache by many
-    genomes, small enough that every thread gets work."""
-    per_thread = -(-n_genomes // (4 * numba.get_num_threads()))
-    return max(1, min(64, per_thread))
+    """Genomes per kernel task: as many as possible (up to 128), so that a day's rows, fetched
+    once, serve every genome of the block from cache; on several threads, two tasks per thread
+    so that every thread gets work."""
+    threads = numba.get_num_threads()
+    per_task = n_genomes if threads == 1 else -(-n_genomes // (2 * threads))
+    return max(1, min(128, per_task))
 
 
 def _kernel(dnas: Sequence[StructureDNA], index: ChainIndex, start, end, costs: Costs, masks,

@@ -49,18 +49,32 @@ MAX_LEGS = 4
 @njit(cache=True)
 def choose_group(days, day_group_start, group_expiration, d, dte_min, dte_max):
     """The expiration group of day d whose DTE is in [dte_min, dte_max] and closest to the
-    window's midpoint; ties go to the earlier (groups are sorted by expiration). -1 if none."""
+    window's midpoint; ties go to the earlier (groups are sorted by expiration). -1 if none.
+
+    |DTE - mid| falls up to mid and rises after it, so the closest group is the first group of
+    the last expiration below mid or the first group at/above it (binary search)."""
     mid = 0.5 * (dte_min + dte_max)
+    first, end = day_group_start[d], day_group_start[d + 1]
+    today = days[d]
+    lo, hi = first, end
+    while lo < hi:  # first group with dte >= mid
+        m = (lo + hi) // 2
+        if group_expiration[m] - today < mid:
+            lo = m + 1
+        else:
+            hi = m
     best, best_dist = -1, np.inf
-    for g in range(day_group_start[d], day_group_start[d + 1]):
-        dte = group_expiration[g] - days[d]
-        if dte < dte_min:
-            continue
-        if dte > dte_max:
-            break
-        dist = abs(dte - mid)
-        if dist < best_dist:
-            best, best_dist = g, dist
+    if lo > first:
+        expiration = group_expiration[lo - 1]
+        dte = expiration - today
+        if dte_min <= dte <= dte_max:
+            best, best_dist = lo - 1, abs(dte - mid)
+            while best > first and group_expiration[best - 1] == expiration:
+                best -= 1
+    if lo < end:
+        dte = group_expiration[lo] - today
+        if dte_min <= dte <= dte_max and abs(dte - mid) < best_dist:
+            best = lo
     return best
 
 
@@ -81,15 +95,17 @@ def _abs_delta(delta, lo, hi, j, is_call):
 
 @njit(cache=True)
 def _first_at_least(delta, lo, hi, value, is_call):
-    """First position j whose |delta| >= value (binary search on a monotone side)."""
-    a, b = 0, hi - lo
-    while a < b:
-        m = (a + b) // 2
-        if _abs_delta(delta, lo, hi, m, is_call) < value:
-            a = m + 1
-        else:
-            b = m
-    return a
+    """First position j whose |delta| >= value (binary search on a monotone side; the halving
+    step is a conditional move, not a branch the CPU mispredicts half of the time)."""
+    n = hi - lo
+    if n == 0:
+        return 0
+    base = 0
+    while n > 1:
+        half = n // 2
+        base = base + half if _abs_delta(delta, lo, hi, base + half, is_call) < value else base
+        n -= half
+    return base + (1 if _abs_delta(delta, lo, hi, base, is_call) < value else 0)
 
 
 @njit(cache=True)
@@ -111,6 +127,8 @@ def pick_by_delta(delta, lo, hi, target, is_call, monotone):
             below = _abs_delta(delta, lo, hi, i - 1, is_call)
             if i < n and _abs_delta(delta, lo, hi, i, is_call) - target < target - below:
                 j = i
+            elif i < 2 or _abs_delta(delta, lo, hi, i - 2, is_call) < below:
+                j = i - 1  # the usual case: `below` is not part of a run of equal values
             else:
                 j = _first_at_least(delta, lo, hi, below, is_call)
         return hi - 1 - j if is_call else lo + j
@@ -170,15 +188,17 @@ def find_strike(strike, lo, hi, k):
 
 
 @njit(cache=True)
-def build_legs(prm, d, days, day_group_start, group_expiration, group_row_start, group_put_start,
-               group_monotone, strike, delta, leg_row, leg_qty):
-    """Fill leg_row/leg_qty (long +1, short -1) with the structure's legs on day d per the leg
-    templates of DESIGN §4. Returns the number of legs, or 0 when it cannot be fully built."""
-    st = int(prm[P_TYPE])
-    width = int(prm[P_WIDTH])
-    g = choose_group(days, day_group_start, group_expiration, d, prm[P_FRONT_MIN], prm[P_FRONT_MAX])
+def build_legs(params, k, d, days, day_group_start, group_expiration, group_row_start, group_put_start,
+               group_monotone, strike, delta, leg_row, leg_qty, leg_group):
+    """Fill leg_row/leg_qty (long +1, short -1)/leg_group with the legs of genome k (row of
+    ``params``) on day d per the leg templates of DESIGN §4. Returns the number of legs, or 0
+    when it cannot be fully built."""
+    st = int(params[k, P_TYPE])
+    width = int(params[k, P_WIDTH])
+    g = choose_group(days, day_group_start, group_expiration, d, params[k, P_FRONT_MIN], params[k, P_FRONT_MAX])
     if g < 0:
         return 0
+    leg_group[:] = g
     clo, chi = segment(group_row_start, group_put_start, g, True)
     plo, phi = segment(group_row_start, group_put_start, g, False)
 
@@ -186,7 +206,7 @@ def build_legs(prm, d, days, day_group_start, group_expiration, group_row_start,
         is_call = st == LONG_CALL or st == SHORT_CALL
         is_long = st == LONG_CALL or st == LONG_PUT
         lo, hi = (clo, chi) if is_call else (plo, phi)
-        r = pick_by_delta(delta, lo, hi, prm[P_LONG_DELTA] if is_long else prm[P_SHORT_DELTA], is_call,
+        r = pick_by_delta(delta, lo, hi, params[k, P_LONG_DELTA] if is_long else params[k, P_SHORT_DELTA], is_call,
                           _monotone(group_monotone, g, is_call))
         if r < 0:
             return 0
@@ -213,7 +233,7 @@ def build_legs(prm, d, days, day_group_start, group_expiration, group_row_start,
 
     if st == LONG_STRANGLE or st == SHORT_STRANGLE:
         is_long = st == LONG_STRANGLE
-        target = prm[P_LONG_DELTA] if is_long else prm[P_SHORT_DELTA]
+        target = params[k, P_LONG_DELTA] if is_long else params[k, P_SHORT_DELTA]
         c = pick_by_delta(delta, clo, chi, target, True, _monotone(group_monotone, g, True))
         p = pick_by_delta(delta, plo, phi, target, False, _monotone(group_monotone, g, False))
         if c < 0 or p < 0:
@@ -235,8 +255,8 @@ def build_legs(prm, d, days, day_group_start, group_expiration, group_row_start,
                 break
             is_debit = st == CALL_DEBIT_SPREAD or st == PUT_DEBIT_SPREAD
             lo, hi = (clo, chi) if is_call else (plo, phi)
-            a = pick_by_delta(delta, lo, hi, prm[P_LONG_DELTA] if is_debit else prm[P_SHORT_DELTA], is_call,
-                              _monotone(group_monotone, g, is_call))
+            target = params[k, P_LONG_DELTA] if is_debit else params[k, P_SHORT_DELTA]
+            a = pick_by_delta(delta, lo, hi, target, is_call, _monotone(group_monotone, g, is_call))
             if a < 0:
                 return 0
             w = a + width if is_call else a - width
@@ -249,22 +269,22 @@ def build_legs(prm, d, days, day_group_start, group_expiration, group_row_start,
 
     # calendars and diagonals: long back-month leg, short front-month leg
     is_call = st == CALENDAR_CALL or st == DIAGONAL_CALL
-    b = choose_group(days, day_group_start, group_expiration, d, prm[P_BACK_MIN], prm[P_BACK_MAX])
+    b = choose_group(days, day_group_start, group_expiration, d, params[k, P_BACK_MIN], params[k, P_BACK_MAX])
     if b < 0 or group_expiration[b] <= group_expiration[g]:
         return 0
     blo, bhi = segment(group_row_start, group_put_start, b, is_call)
     flo, fhi = (clo, chi) if is_call else (plo, phi)
-    back = pick_by_delta(delta, blo, bhi, prm[P_LONG_DELTA], is_call, _monotone(group_monotone, b, is_call))
+    back = pick_by_delta(delta, blo, bhi, params[k, P_LONG_DELTA], is_call, _monotone(group_monotone, b, is_call))
     if back < 0:
         return 0
     if st == CALENDAR_CALL or st == CALENDAR_PUT:
         front = find_strike(strike, flo, fhi, strike[back])
     else:
-        front = pick_by_delta(delta, flo, fhi, prm[P_SHORT_DELTA], is_call,
+        front = pick_by_delta(delta, flo, fhi, params[k, P_SHORT_DELTA], is_call,
                               _monotone(group_monotone, g, is_call))
     if front < 0:
         return 0
-    leg_row[0], leg_qty[0] = back, 1
+    leg_row[0], leg_qty[0], leg_group[0] = back, 1, b
     leg_row[1], leg_qty[1] = front, -1
     return 2
 
@@ -318,14 +338,31 @@ def risk_per_unit(st, n, strikes, calls, qtys, fills, entry_cash, spot, european
 
 
 @njit(cache=True)
-def _close_leg(p, i, price, day_idx, contracts, qty, cost_per_contract, pos_cash, leg_open,
+def _close_leg(q, i, price, day_idx, qty, cost_per_contract, pos_contracts, pos_cash, leg_open,
                leg_exit_price, leg_exit_day, mult):
-    cash = contracts * (qty * price * mult - cost_per_contract)
-    pos_cash[p] += cash
-    leg_open[p, i] = False
-    leg_exit_price[p, i] = price
-    leg_exit_day[p, i] = day_idx
+    """Close leg i of position q at price (per unit); returns the cash it brings."""
+    cash = pos_contracts[q] * (qty * price * mult - cost_per_contract)
+    pos_cash[q] += cash
+    leg_open[q, i] = False
+    leg_exit_price[q, i] = price
+    leg_exit_day[q, i] = day_idx
     return cash
+
+
+@njit(cache=True)
+def _record_entry_legs(g, k, nl, q, new_k, new_call, new_qty, new_fill, leg_exp, leg_root, lg_strike, lg_exp,
+                       lg_root, lg_call, lg_qty, lg_entry, lg_exit, lg_exit_day):
+    """Write trade k's legs into the (uninitialised) leg buffers; unused leg columns get zeros."""
+    for i in range(MAX_LEGS):
+        used = i < nl
+        lg_strike[g, k, i] = new_k[i] if used else 0.0
+        lg_exp[g, k, i] = leg_exp[q, i] if used else 0
+        lg_root[g, k, i] = leg_root[q, i] if used else 0
+        lg_call[g, k, i] = new_call[i] if used else False
+        lg_qty[g, k, i] = new_qty[i] if used else 0
+        lg_entry[g, k, i] = new_fill[i] if used else 0.0
+        lg_exit[g, k, i] = 0.0
+        lg_exit_day[g, k, i] = 0
 
 
 @njit(cache=True)
@@ -335,39 +372,58 @@ def run_block(g0, g1, params, cst, masks, d0, d1, days, close, day_group_start, 
               tr_reason, tr_pnl, tr_premium, tr_risk, tr_gaps, tr_nlegs, lg_strike, lg_exp, lg_root,
               lg_call, lg_qty, lg_entry, lg_exit, lg_exit_day, n_trades_out, gaps_out):
     """Genomes g0..g1-1 together, day by day: every genome of the block reads a day's rows while
-    they are in cache (the kernel is bound by memory latency, not arithmetic)."""
+    they are in cache (the kernel is bound by memory latency, not arithmetic).
+
+    Position state is struct-of-arrays over slots q = genome-in-block x max_positions + slot,
+    legs [q, leg]. Each day one pass over a genome's slots marks a position's legs, settles and
+    exits it and adds it to the day's open value (the order of every floating-point sum is the
+    contract's: slots ascending, legs ascending), then at most one entry is tried."""
     B = g1 - g0
     cap_max = 1
     for g in range(g0, g1):
         cap_max = max(cap_max, int(params[g, P_MAX_POSITIONS]))
+    Q = B * cap_max
     mult = cst[C_MULTIPLIER]
     commission = cst[C_COMMISSION]
-    active = np.zeros((B, cap_max), dtype=np.bool_)
-    closing = np.zeros((B, cap_max), dtype=np.bool_)
-    pos_entry = np.zeros((B, cap_max), dtype=np.int64)
-    pos_contracts = np.zeros((B, cap_max), dtype=np.int64)
-    pos_nlegs = np.zeros((B, cap_max), dtype=np.int64)
-    pos_cash = np.zeros((B, cap_max))
-    pos_premium = np.zeros((B, cap_max))
-    pos_risk = np.zeros((B, cap_max))
-    pos_trade = np.zeros((B, cap_max), dtype=np.int64)
-    pos_gaps = np.zeros((B, cap_max), dtype=np.int64)
-    pos_reason = np.zeros((B, cap_max), dtype=np.int64)
-    leg_exp = np.zeros((B, cap_max, MAX_LEGS), dtype=np.int64)
-    leg_root = np.zeros((B, cap_max, MAX_LEGS), dtype=np.int64)
-    leg_call = np.zeros((B, cap_max, MAX_LEGS), dtype=np.bool_)
-    leg_eur = np.zeros((B, cap_max, MAX_LEGS), dtype=np.bool_)
-    leg_k = np.zeros((B, cap_max, MAX_LEGS), dtype=np.float32)
-    leg_qty = np.zeros((B, cap_max, MAX_LEGS), dtype=np.int64)
-    leg_fill = np.zeros((B, cap_max, MAX_LEGS))
-    leg_mark = np.zeros((B, cap_max, MAX_LEGS))
-    leg_delta = np.zeros((B, cap_max, MAX_LEGS))
-    leg_open = np.zeros((B, cap_max, MAX_LEGS), dtype=np.bool_)
-    leg_row_today = np.zeros((B, cap_max, MAX_LEGS), dtype=np.int64)
-    leg_last_row = np.zeros((B, cap_max, MAX_LEGS), dtype=np.int64)
-    leg_seen = np.zeros((B, cap_max, MAX_LEGS), dtype=np.int64)  # day of leg_last_row
-    leg_exit_price = np.zeros((B, cap_max, MAX_LEGS))
-    leg_exit_day = np.zeros((B, cap_max, MAX_LEGS), dtype=np.int64)
+    assignment_fee = cst[C_ASSIGNMENT_FEE]
+    # per genome: integer genes converted once
+    g_cap = np.empty(B, dtype=np.int64)
+    g_dte_exit = np.empty(B, dtype=np.int64)
+    g_max_hold = np.empty(B, dtype=np.int64)
+    for b in range(B):
+        g_cap[b] = int(params[g0 + b, P_MAX_POSITIONS])
+        g_dte_exit[b] = int(params[g0 + b, P_DTE_EXIT])
+        g_max_hold[b] = int(params[g0 + b, P_MAX_HOLD])
+    active = np.zeros(Q, dtype=np.bool_)
+    closing = np.zeros(Q, dtype=np.bool_)
+    pos_entry = np.zeros(Q, dtype=np.int64)  # window day of the entry
+    pos_entry_day = np.zeros(Q, dtype=np.int64)  # calendar day of the entry
+    pos_front = np.zeros(Q, dtype=np.int64)  # nearest leg expiration
+    pos_contracts = np.zeros(Q, dtype=np.int64)
+    pos_nlegs = np.zeros(Q, dtype=np.int64)
+    pos_cash = np.zeros(Q)
+    pos_premium = np.zeros(Q)
+    pos_take = np.zeros(Q)  # profit target and stop loss in P&L per unit (NaN: off)
+    pos_stop = np.zeros(Q)
+    pos_risk = np.zeros(Q)
+    pos_trade = np.zeros(Q, dtype=np.int64)
+    pos_gaps = np.zeros(Q, dtype=np.int64)
+    pos_reason = np.zeros(Q, dtype=np.int64)
+    leg_exp = np.zeros((Q, MAX_LEGS), dtype=np.int64)
+    leg_root = np.zeros((Q, MAX_LEGS), dtype=np.int64)
+    leg_call = np.zeros((Q, MAX_LEGS), dtype=np.bool_)
+    leg_eur = np.zeros((Q, MAX_LEGS), dtype=np.bool_)
+    leg_k = np.zeros((Q, MAX_LEGS), dtype=np.float32)
+    leg_qty = np.zeros((Q, MAX_LEGS), dtype=np.int64)
+    leg_fill = np.zeros((Q, MAX_LEGS))
+    leg_mark = np.zeros((Q, MAX_LEGS))
+    leg_open = np.zeros((Q, MAX_LEGS), dtype=np.bool_)
+    leg_last_row = np.zeros((Q, MAX_LEGS), dtype=np.int64)
+    leg_seen = np.zeros((Q, MAX_LEGS), dtype=np.int64)  # day of leg_last_row
+    leg_exit_price = np.zeros((Q, MAX_LEGS))
+    leg_exit_day = np.zeros((Q, MAX_LEGS), dtype=np.int64)
+    row_today = np.zeros(MAX_LEGS, dtype=np.int64)  # today's row of each leg of the position at hand
+    delta_today = np.zeros(MAX_LEGS)
     new_rows = np.zeros(MAX_LEGS, dtype=np.int64)
     new_qty = np.zeros(MAX_LEGS, dtype=np.int64)
     new_k = np.zeros(MAX_LEGS, dtype=np.float32)
@@ -382,176 +438,174 @@ def run_block(g0, g1, params, cst, masks, d0, d1, days, close, day_group_start, 
     for d in range(d0, d1):
         t = d - d0
         today = days[d]
+        spot = close[d]
         for b in range(B):
             g = g0 + b
-            prm = params[g]
-            st = int(prm[P_TYPE])
-            cap = int(prm[P_MAX_POSITIONS])
-            pt, sl, breach = prm[P_PROFIT_TARGET], prm[P_STOP_LOSS], prm[P_DELTA_BREACH]
-            dte_exit, max_hold = int(prm[P_DTE_EXIT]), int(prm[P_MAX_HOLD])
-            mask = masks[g]
-            # ---- 1. mark open legs at mid (a missing quote keeps the last mark)
-            for p in range(cap):
-                if not active[b, p]:
+            cap = g_cap[b]
+            base = b * cap_max
+            breach = params[g, P_DELTA_BREACH]
+            dte_exit, max_hold = g_dte_exit[b], g_max_hold[b]
+            open_value = 0.0
+            open_risk = 0.0
+            for q in range(base, base + cap):
+                if not active[q]:
                     continue
-                for i in range(pos_nlegs[b, p]):
-                    leg_row_today[b, p, i] = -1
-                    if not leg_open[b, p, i]:
+                nl = pos_nlegs[q]
+                # ---- 1. mark open legs at mid (a missing quote keeps the last mark)
+                for i in range(nl):
+                    row_today[i] = -1
+                    if not leg_open[q, i]:
                         continue
-                    leg_delta[b, p, i] = np.nan
-                    if leg_seen[b, p, i] == d - 1:  # quoted yesterday: follow the link
-                        r = next_row[leg_last_row[b, p, i]]
+                    delta_today[i] = np.nan
+                    if leg_seen[q, i] == d - 1:  # quoted yesterday: follow the link
+                        r = next_row[leg_last_row[q, i]]
                     else:
                         r = -1
-                        gg = find_group(day_group_start, group_expiration, group_root, d, leg_exp[b, p, i], leg_root[b, p, i])
+                        gg = find_group(day_group_start, group_expiration, group_root, d, leg_exp[q, i],
+                                        leg_root[q, i])
                         if gg >= 0:
-                            lo, hi = segment(group_row_start, group_put_start, gg, leg_call[b, p, i])
-                            r = find_strike(strike, lo, hi, leg_k[b, p, i])
+                            lo, hi = segment(group_row_start, group_put_start, gg, leg_call[q, i])
+                            r = find_strike(strike, lo, hi, leg_k[q, i])
                     if r >= 0:
-                        leg_row_today[b, p, i] = r
-                        leg_last_row[b, p, i] = r
-                        leg_seen[b, p, i] = d
-                        leg_mark[b, p, i] = 0.5 * (np.float64(bid[r]) + np.float64(ask[r]))
-                        leg_delta[b, p, i] = delta[r]
-                    elif leg_exp[b, p, i] > today:
+                        row_today[i] = r
+                        leg_last_row[q, i] = r
+                        leg_seen[q, i] = d
+                        leg_mark[q, i] = 0.5 * (np.float64(bid[r]) + np.float64(ask[r]))
+                        delta_today[i] = delta[r]
+                    elif leg_exp[q, i] > today:
                         g_gaps[b] += 1
-                        pos_gaps[b, p] += 1
+                        pos_gaps[q] += 1
 
-            # ---- 2. settlement, pending exits, exit rules
-            for p in range(cap):
-                if not active[b, p]:
-                    continue
-                nl = pos_nlegs[b, p]
-                share = cst[C_SLIP1 + nl - 1]
+                # ---- 2. settlement, pending exits, exit rules
                 # legs at or past expiration settle at intrinsic value against today's close
-                expired = False
-                for i in range(nl):
-                    if leg_open[b, p, i] and leg_exp[b, p, i] <= today:
-                        k = np.float64(leg_k[b, p, i])
-                        intrinsic = max(close[d] - k, 0.0) if leg_call[b, p, i] else max(k - close[d], 0.0)
-                        fee = cst[C_ASSIGNMENT_FEE] if (intrinsic > 0.0 and not leg_eur[b, p, i]) else 0.0
-                        g_cash[b] += _close_leg(p, i, intrinsic, t, pos_contracts[b, p], leg_qty[b, p, i], fee,
-                                           pos_cash[b], leg_open[b], leg_exit_price[b], leg_exit_day[b], mult)
-                        leg_mark[b, p, i] = intrinsic
-                        expired = True
-                if expired and not closing[b, p]:
-                    closing[b, p] = True
-                    pos_reason[b, p] = EXIT_EXPIRATION
-                if not closing[b, p] and t > pos_entry[b, p]:
+                if pos_front[q] <= today:
+                    for i in range(nl):
+                        if leg_open[q, i] and leg_exp[q, i] <= today:
+                            k = np.float64(leg_k[q, i])
+                            intrinsic = max(spot - k, 0.0) if leg_call[q, i] else max(k - spot, 0.0)
+                            fee = assignment_fee if (intrinsic > 0.0 and not leg_eur[q, i]) else 0.0
+                            g_cash[b] += _close_leg(q, i, intrinsic, t, leg_qty[q, i], fee, pos_contracts, pos_cash,
+                                                    leg_open, leg_exit_price, leg_exit_day, mult)
+                            leg_mark[q, i] = intrinsic
+                            if not closing[q]:
+                                closing[q] = True
+                                pos_reason[q] = EXIT_EXPIRATION
+                if not closing[q] and t > pos_entry[q]:
                     pnl_unit = 0.0
-                    front = leg_exp[b, p, 0]
                     breached = False
                     for i in range(nl):
-                        pnl_unit += leg_qty[b, p, i] * (leg_mark[b, p, i] - leg_fill[b, p, i])
-                        front = min(front, leg_exp[b, p, i])
-                        if leg_qty[b, p, i] < 0 and leg_delta[b, p, i] == leg_delta[b, p, i] and abs(leg_delta[b, p, i]) >= breach:
+                        pnl_unit += leg_qty[q, i] * (leg_mark[q, i] - leg_fill[q, i])
+                        if leg_qty[q, i] < 0 and abs(delta_today[i]) >= breach:  # NaN compares false
                             breached = True
-                    basis = abs(pos_premium[b, p])
                     reason = 0
-                    if pnl_unit >= pt * basis:
+                    if pnl_unit >= pos_take[q]:
                         reason = EXIT_PROFIT_TARGET
-                    elif -pnl_unit >= sl * basis:
+                    elif -pnl_unit >= pos_stop[q]:
                         reason = EXIT_STOP_LOSS
-                    elif dte_exit >= 0 and front - today <= dte_exit:
+                    elif dte_exit >= 0 and pos_front[q] - today <= dte_exit:
                         reason = EXIT_DTE
                     elif breached:
                         reason = EXIT_DELTA_BREACH
-                    elif max_hold >= 0 and today - days[pos_entry[b, p] + d0] >= max_hold:
+                    elif max_hold >= 0 and today - pos_entry_day[q] >= max_hold:
                         reason = EXIT_MAX_HOLD
                     if reason > 0:
-                        closing[b, p] = True
-                        pos_reason[b, p] = reason
-                if closing[b, p]:
+                        closing[q] = True
+                        pos_reason[q] = reason
+                if closing[q]:
                     # close every open leg that has a quote today; the others at their next quote
+                    share = cst[C_SLIP1 + nl - 1]
                     still_open = False
                     for i in range(nl):
-                        if not leg_open[b, p, i]:
+                        if not leg_open[q, i]:
                             continue
-                        r = leg_row_today[b, p, i]
+                        r = row_today[i]
                         if r < 0:
                             still_open = True
                             continue
-                        price = fill_price(bid[r], ask[r], -leg_qty[b, p, i], share)
-                        g_cash[b] += _close_leg(p, i, price, t, pos_contracts[b, p], leg_qty[b, p, i], commission,
-                                           pos_cash[b], leg_open[b], leg_exit_price[b], leg_exit_day[b], mult)
+                        price = fill_price(bid[r], ask[r], -leg_qty[q, i], share)
+                        g_cash[b] += _close_leg(q, i, price, t, leg_qty[q, i], commission, pos_contracts, pos_cash,
+                                                leg_open, leg_exit_price, leg_exit_day, mult)
                     if not still_open:
-                        k = pos_trade[b, p]
+                        k = pos_trade[q]
                         tr_exit[g, k] = t
-                        tr_reason[g, k] = pos_reason[b, p]
-                        tr_pnl[g, k] = pos_cash[b, p]
-                        tr_gaps[g, k] = pos_gaps[b, p]
+                        tr_reason[g, k] = pos_reason[q]
+                        tr_pnl[g, k] = pos_cash[q]
+                        tr_gaps[g, k] = pos_gaps[q]
                         if record_legs:
                             for i in range(nl):
-                                lg_exit[g, k, i] = leg_exit_price[b, p, i]
-                                lg_exit_day[g, k, i] = leg_exit_day[b, p, i]
-                        active[b, p] = False
+                                lg_exit[g, k, i] = leg_exit_price[q, i]
+                                lg_exit_day[g, k, i] = leg_exit_day[q, i]
+                        active[q] = False
                         g_n_open[b] -= 1
+                        continue
 
-            # ---- 3. equity after marks and exits
-            open_value = 0.0
-            open_risk = 0.0
-            for p in range(cap):
-                if active[b, p]:
-                    open_risk += pos_risk[b, p]
-                    for i in range(pos_nlegs[b, p]):
-                        if leg_open[b, p, i]:
-                            open_value += pos_contracts[b, p] * leg_qty[b, p, i] * leg_mark[b, p, i] * mult
+                # ---- 3. what the position still holds counts in today's equity
+                open_risk += pos_risk[q]
+                for i in range(nl):
+                    if leg_open[q, i]:
+                        open_value += pos_contracts[q] * leg_qty[q, i] * leg_mark[q, i] * mult
             equity = g_cash[b] + open_value
 
             # ---- 4. one entry
-            if g_n_open[b] < cap and mask[t]:
-                nl = build_legs(prm, d, days, day_group_start, group_expiration, group_row_start,
-                                group_put_start, group_monotone, strike, delta, new_rows, new_qty)
+            if g_n_open[b] < cap and masks[g, t]:
+                nl = build_legs(params, g, d, days, day_group_start, group_expiration, group_row_start,
+                                group_put_start, group_monotone, strike, delta, new_rows, new_qty, new_group)
                 if nl > 0:
                     share = cst[C_SLIP1 + nl - 1]
                     entry_cash = 0.0
                     for i in range(nl):
                         r = new_rows[i]
-                        new_group[i] = _group_of_row(group_row_start, day_group_start, d, r)
                         new_fill[i] = fill_price(bid[r], ask[r], new_qty[i], share)
                         new_k[i] = strike[r]
                         new_call[i] = r < group_put_start[new_group[i]]
                         entry_cash -= new_qty[i] * new_fill[i]
-                    unit = risk_per_unit(st, nl, new_k, new_call, new_qty, new_fill, entry_cash, close[d],
-                                         group_european[new_group[0]], cst)
+                    unit = risk_per_unit(int(params[g, P_TYPE]), nl, new_k, new_call, new_qty, new_fill, entry_cash,
+                                         spot, group_european[new_group[0]], cst)
                     risk_dollars = unit * mult + 2.0 * nl * commission
                     if entry_cash != 0.0 and unit > 0.0 and equity > 0.0:
-                        contracts = math.floor(equity * prm[P_RISK_PCT] / risk_dollars)
-                        room = math.floor((equity * prm[P_MAX_TOTAL_RISK] - open_risk) / risk_dollars)
+                        contracts = math.floor(equity * params[g, P_RISK_PCT] / risk_dollars)
+                        room = math.floor((equity * params[g, P_MAX_TOTAL_RISK] - open_risk) / risk_dollars)
                         contracts = min(contracts, room)
                         if contracts >= 1:
-                            p = 0
-                            while active[b, p]:
-                                p += 1
-                            active[b, p] = True
-                            closing[b, p] = False
+                            q = base
+                            while active[q]:
+                                q += 1
+                            active[q] = True
+                            closing[q] = False
                             g_n_open[b] += 1
                             k = g_n_trades[b]
                             g_n_trades[b] += 1
-                            pos_trade[b, p] = k
-                            pos_entry[b, p] = t
-                            pos_contracts[b, p] = contracts
-                            pos_nlegs[b, p] = nl
-                            pos_premium[b, p] = entry_cash
-                            pos_risk[b, p] = contracts * risk_dollars
-                            pos_gaps[b, p] = 0
-                            pos_cash[b, p] = contracts * (entry_cash * mult - nl * commission)
-                            g_cash[b] += pos_cash[b, p]
+                            pos_trade[q] = k
+                            pos_entry[q] = t
+                            pos_entry_day[q] = today
+                            pos_contracts[q] = contracts
+                            pos_nlegs[q] = nl
+                            pos_premium[q] = entry_cash
+                            basis = abs(entry_cash)
+                            pos_take[q] = params[g, P_PROFIT_TARGET] * basis
+                            pos_stop[q] = params[g, P_STOP_LOSS] * basis
+                            pos_risk[q] = contracts * risk_dollars
+                            pos_gaps[q] = 0
+                            pos_cash[q] = contracts * (entry_cash * mult - nl * commission)
+                            g_cash[b] += pos_cash[q]
+                            front = group_expiration[new_group[0]]
                             for i in range(nl):
                                 r = new_rows[i]
                                 gi = new_group[i]
-                                leg_exp[b, p, i] = group_expiration[gi]
-                                leg_root[b, p, i] = group_root[gi]
-                                leg_eur[b, p, i] = group_european[gi]
-                                leg_call[b, p, i] = new_call[i]
-                                leg_k[b, p, i] = new_k[i]
-                                leg_qty[b, p, i] = new_qty[i]
-                                leg_fill[b, p, i] = new_fill[i]
-                                leg_mark[b, p, i] = 0.5 * (np.float64(bid[r]) + np.float64(ask[r]))
-                                leg_open[b, p, i] = True
-                                leg_last_row[b, p, i] = r
-                                leg_seen[b, p, i] = d
-                                open_value += contracts * new_qty[i] * leg_mark[b, p, i] * mult
+                                front = min(front, group_expiration[gi])
+                                leg_exp[q, i] = group_expiration[gi]
+                                leg_root[q, i] = group_root[gi]
+                                leg_eur[q, i] = group_european[gi]
+                                leg_call[q, i] = new_call[i]
+                                leg_k[q, i] = new_k[i]
+                                leg_qty[q, i] = new_qty[i]
+                                leg_fill[q, i] = new_fill[i]
+                                leg_mark[q, i] = 0.5 * (np.float64(bid[r]) + np.float64(ask[r]))
+                                leg_open[q, i] = True
+                                leg_last_row[q, i] = r
+                                leg_seen[q, i] = d
+                                open_value += contracts * new_qty[i] * leg_mark[q, i] * mult
+                            pos_front[q] = front
                             equity = g_cash[b] + open_value
                             tr_entry[g, k] = t
                             tr_exit[g, k] = -1
@@ -560,13 +614,9 @@ def run_block(g0, g1, params, cst, masks, d0, d1, days, close, day_group_start, 
                             tr_risk[g, k] = contracts * risk_dollars
                             tr_nlegs[g, k] = nl
                             if record_legs:
-                                for i in range(nl):
-                                    lg_strike[g, k, i] = new_k[i]
-                                    lg_exp[g, k, i] = leg_exp[b, p, i]
-                                    lg_root[g, k, i] = leg_root[b, p, i]
-                                    lg_call[g, k, i] = new_call[i]
-                                    lg_qty[g, k, i] = new_qty[i]
-                                    lg_entry[g, k, i] = new_fill[i]
+                                _record_entry_legs(g, k, nl, q, new_k, new_call, new_qty, new_fill, leg_exp, leg_root,
+                                                   lg_strike, lg_exp, lg_root, lg_call, lg_qty, lg_entry, lg_exit,
+                                                   lg_exit_day)
 
             equity_out[g, t] = equity
             pnl_out[g, t] = equity - g_prev_equity[b]
@@ -577,38 +627,25 @@ def run_block(g0, g1, params, cst, masks, d0, d1, days, close, day_group_start, 
     last = d1 - d0 - 1
     for b in range(B):
         g = g0 + b
-        for p in range(cap_max):
-            if active[b, p]:
-                k = pos_trade[b, p]
+        for q in range(b * cap_max, (b + 1) * cap_max):
+            if active[q]:
+                k = pos_trade[q]
                 value = 0.0
-                for i in range(pos_nlegs[b, p]):
-                    if leg_open[b, p, i]:
-                        value += pos_contracts[b, p] * leg_qty[b, p, i] * leg_mark[b, p, i] * mult
-                        leg_exit_price[b, p, i] = leg_mark[b, p, i]
-                        leg_exit_day[b, p, i] = last
+                for i in range(pos_nlegs[q]):
+                    if leg_open[q, i]:
+                        value += pos_contracts[q] * leg_qty[q, i] * leg_mark[q, i] * mult
+                        leg_exit_price[q, i] = leg_mark[q, i]
+                        leg_exit_day[q, i] = last
                 tr_exit[g, k] = last
                 tr_reason[g, k] = EXIT_OPEN_AT_END
-                tr_pnl[g, k] = pos_cash[b, p] + value
-                tr_gaps[g, k] = pos_gaps[b, p]
+                tr_pnl[g, k] = pos_cash[q] + value
+                tr_gaps[g, k] = pos_gaps[q]
                 if record_legs:
-                    for i in range(pos_nlegs[b, p]):
-                        lg_exit[g, k, i] = leg_exit_price[b, p, i]
-                        lg_exit_day[g, k, i] = leg_exit_day[b, p, i]
+                    for i in range(pos_nlegs[q]):
+                        lg_exit[g, k, i] = leg_exit_price[q, i]
+                        lg_exit_day[g, k, i] = leg_exit_day[q, i]
         n_trades_out[g] = g_n_trades[b]
         gaps_out[g] = g_gaps[b]
-
-
-@njit(cache=True)
-def _group_of_row(group_row_start, day_group_start, d, r):
-    """The group (of day d) containing row r."""
-    lo, hi = day_group_start[d], day_group_start[d + 1]
-    while hi - lo > 1:
-        m = (lo + hi) // 2
-        if group_row_start[m] <= r:
-            lo = m
-        else:
-            hi = m
-    return lo
 
 
 @njit(cache=True, parallel=True)
@@ -619,30 +656,32 @@ def run_genomes(params, cst, masks, d0, d1, days, close, day_group_start, group_
     genomes per task (``prange`` over blocks).
 
     ``masks[g, t]``: entry filter of genome g on window day t. Trade buffers hold one entry per
-    day at most, so ``d1 - d0`` trades per genome always fit."""
+    day at most, so ``d1 - d0`` trades per genome always fit. They are left uninitialised
+    (zeroing them cost more than the backtest of a genome that never trades): only the first
+    ``n_trades[g]`` rows of genome g are written."""
     n_g = params.shape[0]
     n_t = d1 - d0
     cap_legs = n_t if record_legs else 0
     equity = np.empty((n_g, n_t))
     pnl = np.empty((n_g, n_t))
     n_open = np.empty((n_g, n_t), dtype=np.int16)
-    tr_entry = np.full((n_g, n_t), -1, dtype=np.int32)
-    tr_exit = np.full((n_g, n_t), -1, dtype=np.int32)
-    tr_contracts = np.zeros((n_g, n_t), dtype=np.int64)
-    tr_reason = np.zeros((n_g, n_t), dtype=np.int8)
-    tr_pnl = np.zeros((n_g, n_t))
-    tr_premium = np.zeros((n_g, n_t))
-    tr_risk = np.zeros((n_g, n_t))
-    tr_gaps = np.zeros((n_g, n_t), dtype=np.int32)
-    tr_nlegs = np.zeros((n_g, n_t), dtype=np.int8)
-    lg_strike = np.zeros((n_g, cap_legs, MAX_LEGS), dtype=np.float32)
-    lg_exp = np.zeros((n_g, cap_legs, MAX_LEGS), dtype=np.int32)
-    lg_root = np.zeros((n_g, cap_legs, MAX_LEGS), dtype=np.int16)
-    lg_call = np.zeros((n_g, cap_legs, MAX_LEGS), dtype=np.bool_)
-    lg_qty = np.zeros((n_g, cap_legs, MAX_LEGS), dtype=np.int8)
-    lg_entry = np.zeros((n_g, cap_legs, MAX_LEGS))
-    lg_exit = np.zeros((n_g, cap_legs, MAX_LEGS))
-    lg_exit_day = np.zeros((n_g, cap_legs, MAX_LEGS), dtype=np.int32)
+    tr_entry = np.empty((n_g, n_t), dtype=np.int32)
+    tr_exit = np.empty((n_g, n_t), dtype=np.int32)
+    tr_contracts = np.empty((n_g, n_t), dtype=np.int64)
+    tr_reason = np.empty((n_g, n_t), dtype=np.int8)
+    tr_pnl = np.empty((n_g, n_t))
+    tr_premium = np.empty((n_g, n_t))
+    tr_risk = np.empty((n_g, n_t))
+    tr_gaps = np.empty((n_g, n_t), dtype=np.int32)
+    tr_nlegs = np.empty((n_g, n_t), dtype=np.int8)
+    lg_strike = np.empty((n_g, cap_legs, MAX_LEGS), dtype=np.float32)
+    lg_exp = np.empty((n_g, cap_legs, MAX_LEGS), dtype=np.int32)
+    lg_root = np.empty((n_g, cap_legs, MAX_LEGS), dtype=np.int16)
+    lg_call = np.empty((n_g, cap_legs, MAX_LEGS), dtype=np.bool_)
+    lg_qty = np.empty((n_g, cap_legs, MAX_LEGS), dtype=np.int8)
+    lg_entry = np.empty((n_g, cap_legs, MAX_LEGS))
+    lg_exit = np.empty((n_g, cap_legs, MAX_LEGS))
+    lg_exit_day = np.empty((n_g, cap_legs, MAX_LEGS), dtype=np.int32)
     n_trades = np.zeros(n_g, dtype=np.int64)
     gaps = np.zeros(n_g, dtype=np.int64)
     n_blocks = (n_g + block - 1) // block

@@ -17,6 +17,7 @@ work, as the import acceptance test does.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,8 +69,17 @@ def black76_implied_vol(is_call, price, forward, strike, t_years, discount) -> n
     or strike for puts) or an input is invalid; 0 where the price equals intrinsic value."""
     (c, p, f, k, t, df), shape = _option_arrays(is_call, price, forward, strike, t_years, discount)
     out = np.empty(len(p))
-    pricing_nb.black_implied_vol_array(c, p, f, k, t, df, out)
+    pricing_nb.black_implied_vol_array(c, p, f, k, t, df, iv_guess_table(), out)
     return out.reshape(shape)
+
+
+@functools.cache
+def iv_guess_table() -> np.ndarray:
+    """The implied-volatility solver's initial-guess tables (see backtest.pricing_nb), built once
+    per process from the 2006 solver (~130k solves, a few tenths of a second)."""
+    table = pricing_nb.build_iv_guess_table(pricing_nb.IV_TABLE_SIZE)
+    table.setflags(write=False)
+    return table
 
 
 def forward_and_discount(spot, t_years, rate, div_yield) -> tuple[np.ndarray, np.ndarray]:

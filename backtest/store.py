@@ -112,16 +112,17 @@ def _string_ranks(col: pa.ChunkedArray) -> np.ndarray:
     return rank_of_entry[encoded.indices.to_numpy(zero_copy_only=False)]
 
 
-def _is_sorted(table: pa.Table) -> bool:
-    """True when rows are already in CHAIN_SORT_KEYS order (cheap vectorised check)."""
-    if table.num_rows < 2:
-        return True
+def _sort_keys(table: pa.Table) -> list[np.ndarray]:
+    """CHAIN_SORT_KEYS as order-preserving numpy columns."""
     keys = [table.column(k) for k in CHAIN_SORT_KEYS]
-    cols = [_string_ranks(k) if pa.types.is_string(k.type)
+    return [_string_ranks(k) if pa.types.is_string(k.type)
             else k.cast(pa.int32()).to_numpy(zero_copy_only=False) if pa.types.is_date32(k.type)
             else k.to_numpy(zero_copy_only=False)
             for k in keys]
-    before_or_tie = np.ones(table.num_rows - 1, bool)  # rows equal on all earlier keys
+
+
+def _is_sorted_keys(cols: list[np.ndarray]) -> bool:
+    before_or_tie = np.ones(len(cols[0]) - 1, bool)  # rows equal on all earlier keys
     for col in cols:
         a, b = col[:-1], col[1:]
         if np.any(before_or_tie & (a > b)):
@@ -131,7 +132,15 @@ def _is_sorted(table: pa.Table) -> bool:
 
 
 def sort_chains(table: pa.Table) -> pa.Table:
-    return table if _is_sorted(table) else table.sort_by([(k, "ascending") for k in CHAIN_SORT_KEYS])
+    if table.num_rows < 2:
+        return table
+    keys = _sort_keys(table)
+    if _is_sorted_keys(keys):
+        return table
+    # a stable numpy sort of the key columns, then a take column by column: ~2x faster on one
+    # core than Table.sort_by (string comparisons, a table-wide take)
+    order = pa.array(np.lexsort(keys[::-1]))
+    return pa.Table.from_arrays([col.take(order) for col in table.columns], schema=table.schema)
 
 
 class DatasetWriter:

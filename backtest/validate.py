@@ -39,6 +39,7 @@ import json
 import os
 import uuid
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -308,11 +309,17 @@ def _assign(reasons: np.ndarray, condition: np.ndarray, name: str) -> None:
     reasons[(reasons == 0) & condition] = _reason_code(name)
 
 
+@lru_cache(maxsize=256)
+def _session_days(first: int, last: int) -> np.ndarray:
+    """XNYS sessions from day number `first` to `last` as day numbers (an import asks for the
+    same one or two days block after block)."""
+    return np.array([date_to_days(d) for d in trading_days(days_to_date(first), days_to_date(last))], np.int64)
+
+
 def _non_trading_days(quote_date: np.ndarray) -> np.ndarray:
     if not len(quote_date):
         return np.zeros(0, bool)
-    sessions = trading_days(days_to_date(quote_date.min()), days_to_date(quote_date.max()))
-    return ~np.isin(quote_date, [date_to_days(d) for d in sessions])
+    return ~np.isin(quote_date, _session_days(int(quote_date.min()), int(quote_date.max())))
 
 
 def _duplicates(rows: _Rows, ok: np.ndarray) -> np.ndarray:

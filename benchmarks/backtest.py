@@ -1,11 +1,13 @@
 """Backtest kernel throughput: an iron condor with every exit over five years of synthetic SPY
 (``backtest.synth``, realistic mode).
 
-Figures: structure-days per second on one core (genomes x trading days / kernel seconds, numba
-limited to one thread; by wall clock and by the process's CPU time, since the machines are
-shared), the first-call compile time measured in a fresh process with an empty
-numba cache, and the ratio to the pandas reference (tests/reference_backtest.py) timed in the
-same run on the first days of the same market (scaled per structure-day).
+Figures: structure-days per second on one core (genomes x trading days / seconds of one
+``run_many`` call, best of 5, numba limited to one thread; by wall clock and by the process's
+CPU time, since the machines are shared, with the load average), where the time goes (CPU
+nanoseconds per genome-day for workloads that isolate the day loop and the entry attempts),
+the first-call compile time measured in a fresh process with an empty numba cache, and the
+ratio to the pandas reference (tests/reference_backtest.py) timed in the same run on the first
+days of the same market (scaled per structure-day).
 """
 from __future__ import annotations
 
@@ -65,14 +67,22 @@ def genomes(n: int) -> list[StructureDNA]:
                                 profit_target_pct=round(float(rng.uniform(0.3, 0.8)), 2)) for _ in range(n)]
 
 
-def time_run_many(dnas, index, repeats: int = 3):
+def time_run_many(dnas, index, repeats: int = 5, entry_masks=None):
     """Best wall and CPU seconds of run_many over a few repeats, and the last result."""
     wall = cpu = np.inf
     for _ in range(repeats):
         t, c = time.perf_counter(), time.process_time()
-        many = run_many(dnas, index)
+        many = run_many(dnas, index, entry_masks=entry_masks)
         wall, cpu = min(wall, time.perf_counter() - t), min(cpu, time.process_time() - c)
     return wall, cpu, many
+
+
+def entry_attempts(many, cap: int) -> int:
+    """Genome-days on which the kernel tried an entry: fewer than ``cap`` positions open after
+    the day's exits (the entry mask is always on here)."""
+    entered = np.zeros_like(many.open_positions)
+    np.add.at(entered, (many.trade_genome, many.trade_entry_day), 1)
+    return int((many.open_positions - entered < cap).sum())
 
 
 def run(quick: bool) -> dict:
@@ -81,6 +91,7 @@ def run(quick: bool) -> dict:
     from tests.reference_backtest import reference_backtest
 
     years, n_genomes, ref_days = (1, 16, 10) if quick else (5, 64, 25)
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         path = synthesize(Path(tmp) / "spy", "SPY", "2019-01-01", f"{2018 + years}-12-31", seed=11)
@@ -107,6 +118,11 @@ def run(quick: bool) -> dict:
         wall, cpu, many = time_run_many(dnas, index)
         single = [dataclasses.replace(d, max_positions=1) for d in dnas]
         wall_1, cpu_1, many_1 = time_run_many(single, index)
+        # where the time goes: a genome-day that never enters, and one whose daily entry attempt
+        # builds the condor but can never size it (no position ever opens)
+        idle_cpu = time_run_many(dnas, index, entry_masks=np.zeros(index.n_days, dtype=bool))[1]
+        unsized = [dataclasses.replace(d, max_position_pct=1e-4, max_total_risk_pct=1e-4) for d in dnas]
+        attempt_cpu = time_run_many(unsized, index)[1]
     finally:
         numba.set_num_threads(threads)
     kernel_rate = work / wall
@@ -119,7 +135,11 @@ def run(quick: bool) -> dict:
                 "position_days_per_cpu_s": round(float(many.open_positions.sum()) / cpu),
                 "one_position_trades": int(many_1.n_trades.sum()),
                 "one_position_structure_days_per_s_per_core": round(work / wall_1),
-                "one_position_structure_days_per_cpu_s": round(work / cpu_1)}
+                "one_position_structure_days_per_cpu_s": round(work / cpu_1),
+                "entry_attempts_per_genome_day": round(entry_attempts(many, CONDOR.max_positions) / work, 3),
+                "cpu_ns_per_genome_day": round(cpu / work * 1e9, 1),
+                "cpu_ns_per_genome_day_without_entries": round(idle_cpu / work * 1e9, 1),
+                "cpu_ns_per_entry_attempt": round((attempt_cpu - idle_cpu) / work * 1e9, 1)}
 
     t, c = time.perf_counter(), time.process_time()
     reference_backtest(chains, closes, dnas[0])
@@ -129,5 +149,8 @@ def run(quick: bool) -> dict:
                 "reference_structure_days_per_s": round(ref_rate, 1),
                 "speedup_vs_reference": round(kernel_rate / ref_rate),
                 "speedup_vs_reference_cpu": round(work / cpu / (ref_days / ref_cpu)),
-                "target_structure_days_per_s_per_core": 10_000_000, "target_speedup": 1000}
+                "target_structure_days_per_s_per_core": 10_000_000, "target_speedup": 1000,
+                # the machine is shared: the 1-minute load average before and after the suite
+                "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+                "cores": os.cpu_count()}
     return figures

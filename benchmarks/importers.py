@@ -1,12 +1,20 @@
 """Importer and implied-volatility throughput, per core, against baselines measured in the same run.
 
+Every rate is rows (or options) per CPU second of this process (time.process_time: user +
+system time of all its threads, and everything runs on one thread), i.e. per core: on a shared
+machine, time spent waiting for a CPU does not count, which wall-clock rates would mix in.
+
 * CSV -> Parquet: ``import_files`` (parse, canonical rows, IV/greeks fill, validation, sorted
   Parquet parts, atomic commit) on the real SPX 2019 sample (58 gzipped daily files, 809,782
-  rows; quick: 5 files) in one process with one thread, against pandas.read_csv + to_parquet of
-  the same files (which does only the first and last of those steps), with the rate of each
-  stage on its own.
-* Implied volatility: the numba kernel on one thread over the SPX sample's mid prices (and over
-  uniformly random inputs), against scipy.optimize.brentq per option on a sample.
+  rows; quick: 5 files) in a fresh one-thread process, best of three (quick: one), against
+  pandas.read_csv + to_parquet of the same files (which does only the first and last of those
+  steps), with the rate of each stage on its own and of reading alone (gzip; gzip + Arrow CSV
+  parse). With OSD_BASELINE_TREE set to a checkout of an earlier version (``git archive <ref> |
+  tar -x -C DIR``), that tree's import runs alternately with this one's: a same-run ratio.
+* Implied volatility: the numba kernel (tabulated guess + one Householder step) on one thread
+  over the SPX sample's mid prices (its moneyness and DTE mix) and over random inputs, against
+  the previous kernel (Jäckel 2006 guess + Halley steps) on the same inputs in the same run, and
+  against scipy.optimize.brentq per option on a sample.
 """
 from __future__ import annotations
 
@@ -33,16 +41,52 @@ def _single_core() -> None:
     pa.set_io_thread_count(1)
 
 
-def _import_rate(files: list[Path], tmp: Path):
+def _import_once(files: list[Path], tmp: Path):
+    """One import in this process: its summary (row accounting) and the store (IV inputs)."""
     from backtest.importers import FormatSpec
     from backtest.importers.pipeline import import_files
     from backtest.importers.rates import RateSchedule
 
     out = tmp / "ds"
-    import_files(files[:1], tmp / "warm", FormatSpec("long"), RateSchedule.constant(RATE, DIV))  # JIT/cache load
-    t0 = time.perf_counter()
-    summary = import_files(files, out, FormatSpec("long"), RateSchedule.constant(RATE, DIV))
-    return summary.input_rows / (time.perf_counter() - t0), summary, str(out)
+    return import_files(files, out, FormatSpec("long"), RateSchedule.constant(RATE, DIV)), str(out)
+
+
+_TIMED_IMPORT = """
+import shutil, sys, tempfile, time
+sys.path.insert(0, ".")
+from pathlib import Path
+import numba, pyarrow as pa
+numba.set_num_threads(1); pa.set_cpu_count(1); pa.set_io_thread_count(1)
+from backtest.importers import FormatSpec
+from backtest.importers.pipeline import import_files
+from backtest.importers.rates import RateSchedule
+files, rates, tmp = [Path(f) for f in sys.argv[1:]], RateSchedule.constant({rate}, {div}), Path(tempfile.mkdtemp())
+import_files(files[:1], tmp / "warm", FormatSpec("long"), rates)
+t0 = time.process_time()
+summary = import_files(files, tmp / "ds", FormatSpec("long"), rates)
+print(summary.input_rows / (time.process_time() - t0))
+shutil.rmtree(tmp)
+"""
+
+
+def _import_rates(files: list[Path], baseline: Path | None, rounds: int) -> dict[str, float]:
+    """import_files rates of this tree (and of `baseline`, a checkout of an earlier version),
+    each in a fresh one-thread process after a one-file warm-up (JIT caches), alternately
+    `rounds` times: the best of each."""
+    import subprocess
+    import sys
+
+    trees = {"this": Path(__file__).resolve().parents[1]}
+    if baseline is not None:
+        trees["baseline"] = baseline.resolve()
+    best = dict.fromkeys(trees, 0.0)
+    script = _TIMED_IMPORT.format(rate=RATE, div=DIV)
+    for _ in range(rounds):
+        for name, tree in trees.items():
+            out = subprocess.run([sys.executable, "-c", script, *map(str, files)], cwd=tree, check=True,
+                                 capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(tree)})
+            best[name] = max(best[name], float(out.stdout.split()[-1]))
+    return best
 
 
 def _stage_rates(files: list[Path]) -> dict[str, int]:
@@ -62,39 +106,67 @@ def _stage_rates(files: list[Path]) -> dict[str, int]:
     rows = 0
     sink = tempfile.NamedTemporaryFile(suffix=".parquet")
     for f in files:
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         days = [t for t, _ in whole_days(fmt.chunks(f), f.name)]
-        t1 = time.perf_counter()
+        t1 = time.process_time()
         days = [add_greeks(t, rates) for t in days]
-        t2 = time.perf_counter()
+        t2 = time.process_time()
         good = [validate_rows(t, source=f.name).good for t in days]
-        t3 = time.perf_counter()
+        t3 = time.process_time()
         pq.write_table(sort_chains(pa.concat_tables(good)), sink.name, **PARQUET_OPTIONS)
-        t4 = time.perf_counter()
+        t4 = time.process_time()
         for key, dt_ in zip(spent, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
             spent[key] += dt_
         rows += sum(t.num_rows for t in days)
     return {key: round(rows / v) for key, v in spent.items()}
 
 
-def _pandas_rate(files: list[Path], tmp: Path) -> float:
+def _read_floor_rates(files: list[Path]) -> dict[str, int]:
+    """Rows per second of reading alone: gzip decompression, and decompression + the streaming
+    Arrow CSV parse with the importer's column types (what any import must do before it does
+    anything with the rows)."""
+    import pyarrow as pa
+
+    from backtest.importers.long import LongFormat
+    from backtest.importers.source import read_csv_batches
+
+    rows, decompress, parse = 0, 0.0, 0.0
+    for f in files:
+        t0 = time.process_time()
+        with pa.input_stream(str(f), compression="gzip") as stream:
+            stream.read()
+        t1 = time.process_time()
+        rows += sum(t.num_rows for t, _ in read_csv_batches(f, LongFormat.layout, "bench"))
+        t2 = time.process_time()
+        decompress += t1 - t0
+        parse += t2 - t1
+    return {"gzip_decompress": round(rows / decompress), "decompress_and_csv_parse": round(rows / parse)}
+
+
+def _pandas_rate(files: list[Path], tmp: Path, rounds: int) -> float:
+    """pandas.read_csv + DataFrame.to_parquet with the import's codec, best of `rounds`."""
     import pandas as pd
 
-    rows = 0
-    t0 = time.perf_counter()
-    for i, f in enumerate(files):
-        df = pd.read_csv(f)
-        df.to_parquet(tmp / f"pandas_{i}.parquet", engine="pyarrow", compression="zstd")
-        rows += len(df)
-    return rows / (time.perf_counter() - t0)
+    from backtest.importers.pipeline import PARQUET_OPTIONS
+
+    best = 0.0
+    for _ in range(rounds):
+        rows = 0
+        t0 = time.process_time()
+        for i, f in enumerate(files):
+            df = pd.read_csv(f)
+            df.to_parquet(tmp / f"pandas_{i}.parquet", engine="pyarrow", compression=PARQUET_OPTIONS["compression"])
+            rows += len(df)
+        best = max(best, rows / (time.process_time() - t0))
+    return best
 
 
 def _best_rate(fn, n: int, repeats: int = 3) -> float:
     best = np.inf
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         fn()
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, time.process_time() - t0)
     return n / best
 
 
@@ -121,12 +193,24 @@ def _random_inputs(n: int, seed: int = 0):
     return is_call, price, f, k, t, df
 
 
-def _kernel_rate(inputs) -> tuple[float, float]:
-    from backtest import pricing_nb
+def _kernel_rates(inputs) -> dict:
+    """Implied vols per second of the solver and of the previous (2006) solver on the same
+    inputs, measured alternately so that both see the same load."""
+    from backtest import pricing, pricing_nb
 
-    out = np.empty(len(inputs[1]))
-    pricing_nb.black_implied_vol_array(*inputs, out)
-    return _best_rate(lambda: pricing_nb.black_implied_vol_array(*inputs, out), len(out)), float(np.isnan(out).mean())
+    guess = pricing.iv_guess_table()
+    fast, previous = np.empty(len(inputs[1])), np.empty(len(inputs[1]))
+    solvers = {"table_householder": lambda: pricing_nb.black_implied_vol_array(*inputs, guess, fast),
+               "jaeckel_2006_halley": lambda: pricing_nb.black_implied_vol_2006_array(*inputs, previous)}
+    for solve in solvers.values():
+        solve()  # JIT/cache load
+    best = dict.fromkeys(solvers, 0.0)
+    for _ in range(3):
+        for name, solve in solvers.items():
+            best[name] = max(best[name], _best_rate(solve, len(fast), repeats=1))
+    if not np.array_equal(np.isnan(fast), np.isnan(previous)):
+        raise AssertionError("the two solvers disagree on which prices have an implied volatility")
+    return {**{k: round(v) for k, v in best.items()}, "nan_share": round(float(np.isnan(fast).mean()), 4)}
 
 
 def _price_rate(inputs) -> float:
@@ -146,13 +230,13 @@ def _brentq_rate(inputs) -> float:
     from backtest import pricing_nb
 
     is_call, price, f, k, t, df = (np.asarray(a)[:BRENTQ_SAMPLE * 3] for a in inputs)
-    ok = ~np.isnan(np.array([pricing_nb.black_implied_vol(c, p, ff, kk, tt, d)
+    ok = ~np.isnan(np.array([pricing_nb.black_implied_vol_2006(c, p, ff, kk, tt, d)
                              for c, p, ff, kk, tt, d in zip(is_call, price, f, k, t, df)]))
     rows = [r for r in zip(is_call, price, f, k, t, df, ok) if r[-1]][:BRENTQ_SAMPLE]
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     for c, p, ff, kk, tt, d, _ in rows:
         brentq(lambda s: pricing_nb.black_price.py_func(c, ff, kk, tt, d, s) - p, 1e-6, 20.0, xtol=1e-12)
-    return len(rows) / (time.perf_counter() - t0)
+    return len(rows) / (time.process_time() - t0)
 
 
 def run(quick: bool) -> dict:
@@ -162,17 +246,24 @@ def run(quick: bool) -> dict:
         raise FileNotFoundError(f"SPX sample not found in {SPX_DIR} (set OSD_SHARED)")
     files = files[:5] if quick else files
     tmp = Path(tempfile.mkdtemp(prefix="bench-importers-"))
+    rounds = 1 if quick else 3
+    baseline = os.environ.get("OSD_BASELINE_TREE")
     try:
-        ours, summary, store = _import_rate(files, tmp)
-        pandas = _pandas_rate(files, tmp)
+        summary, store = _import_once(files, tmp)
+        imports = _import_rates(files, Path(baseline) if baseline else None, rounds)
+        pandas = _pandas_rate(files, tmp, rounds)
         stages = _stage_rates(files)
+        floors = _read_floor_rates(files)
         spx = _iv_inputs_from_store(store)
-        spx_rate, spx_nan = _kernel_rate(spx)
-        random_rate, _ = _kernel_rate(_random_inputs(200_000 if quick else 2_000_000))
+        spx_rates = _kernel_rates(spx)
+        random_rates = _kernel_rates(_random_inputs(200_000 if quick else 2_000_000))
         brentq = _brentq_rate(spx)
         prices = _price_rate(spx)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    ours = imports["this"]
+    versus_tree = {"baseline_tree": baseline, "baseline_rows_per_s": round(imports["baseline"]),
+                   "ratio": round(ours / imports["baseline"], 2)} if baseline else None
     return {
         "files": len(files),
         "rows": summary.input_rows,
@@ -182,11 +273,14 @@ def run(quick: bool) -> dict:
         "pandas_csv_to_parquet_rows_per_s": round(pandas),
         "import_vs_pandas": round(ours / pandas, 2),
         "import_stage_rows_per_s": stages,
-        "iv_per_s_per_core_spx_mids": round(spx_rate),
-        "iv_spx_nan_share": round(spx_nan, 4),
-        "iv_per_s_per_core_random": round(random_rate),
+        **({"import_vs_previous_tree": versus_tree} if versus_tree else {}),
+        "read_floor_rows_per_s": floors,
+        "iv_per_s_per_core_spx_mids": spx_rates,
+        "iv_spx_vs_previous_solver": round(spx_rates["table_householder"] / spx_rates["jaeckel_2006_halley"], 2),
+        "iv_per_s_per_core_random": random_rates,
+        "iv_random_vs_previous_solver": round(random_rates["table_householder"] / random_rates["jaeckel_2006_halley"], 2),
         "price_per_s_per_core_spx": round(prices),
-        "iv_cost_in_prices": round(prices / spx_rate, 1),
+        "iv_cost_in_prices": round(prices / spx_rates["table_householder"], 2),
         "brentq_iv_per_s": round(brentq),
-        "iv_spx_vs_brentq": round(spx_rate / brentq, 1),
+        "iv_spx_vs_brentq": round(spx_rates["table_householder"] / brentq, 1),
     }

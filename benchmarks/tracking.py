@@ -1,142 +1,143 @@
-"""What MLflow tracking costs a demo-sized discovery run.
+"""What MLflow tracking costs the demo's discovery run (configs/demo.yaml on the demo market).
 
-The same pipeline runs with :class:`NullSink` (the baseline) and with :class:`MlflowSink`
-(MLflow's local default store in a fresh directory; in the full run also a real ``mlflow
-server`` on 127.0.0.1): a start with the resolved config, N generations of CPU-bound work with
-one ``log_generation`` each, then ``finish`` with a few-thousand-row evaluations table and 5
-structures (lockbox equity curve, trade log, plots). The generation work is the real
-Black-Scholes kernel over a large option grid, sized so that a generation lasts about as long as
-a demo generation (the demo runs 60-120 s). The figure is the wall-time overhead against the
-baseline measured in the same run; the time spent inside sink calls on the search's thread is
-reported as well.
+The real pipeline, ``discovery.run.discover`` on the serial executor, runs in a fresh Python
+process per measurement (so MLflow's import is paid as ``osd demo`` pays it), in a working
+directory of its own for each kind: MLflow's zero-configuration local store, ``sqlite:///mlflow.db``, is
+created there by a first tracked run (measured once, separately) and reopened by the later ones,
+as when the demo is run again. The runs alternate between ``NullSink`` (A, the baseline) and
+``MlflowSink`` (B): A B A B ... after the warm-up runs. Each process reports the
+wall time of the ``discover`` call, the time spent inside sink calls on the search's thread
+(``start``, ``log_generation``, ``finish``: the part of the cost that is on the critical path
+whatever else the machine does), how long the sender went on after ``discover`` returned
+(drawing and sending the plots: ``background_s``) and the CPU time of the process and its
+sender, once that has ended. Figures are medians over the repetitions; overheads are ratios to
+the baseline of the same run.
+
+    osd bench --suite tracking [--quick]    (quick: a smaller search, 2 pairs; full: the demo, 3 pairs)
 """
 from __future__ import annotations
 
+import json
 import os
+import resource
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
-from backtest.pricing import bs_greeks
-from discovery.tracking import MlflowSink, NullSink, PayoffLeg, StructureRecord
-
-STRUCTURE_TYPES = ("short_put", "iron_condor", "put_credit_spread", "short_strangle", "call_diagonal")
+REPO = Path(__file__).resolve().parents[1]
+SINKS = ("null", "mlflow")
 
 
-def _grid(n: int, rng: np.random.Generator) -> tuple:
-    return (rng.random(n) < 0.5, np.full(n, 400.0), rng.uniform(300, 500, n), rng.uniform(0.02, 1.0, n),
-            0.03, 0.0, rng.uniform(0.1, 0.6, n))
+class TimedSink:
+    """Wraps a sink, adding up the time the caller spends inside each of its methods."""
+
+    def __init__(self, sink):
+        self.sink = sink
+        self.seconds = {"start": 0.0, "log_generation": 0.0, "finish": 0.0, "fail": 0.0}
+
+    def __getattr__(self, name):
+        method = getattr(self.sink, name)
+
+        def timed(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                self.seconds[name] += time.perf_counter() - t
+        return timed
 
 
-def _generation_work(grid: tuple, repeats: int) -> float:
-    return float(sum(bs_greeks(*grid).price.sum() for _ in range(repeats)))
+def _cpu_s() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def _config() -> dict:
-    return {"name": "bench", "seed": 1, "data": {"path": "demo-data", "underlyings": ["SYN"]},
-            "search": {"algorithm": "mu_plus_lambda", "generations": 30, "mu": 60, "lambda": 120},
-            "fitness": {"folds": 5, "embargo_days": 60, "metric": "sharpe_lcb"},
-            "space": {f"gene_{i}": {"low": 0, "high": i + 1} for i in range(25)}}
+def measure_one(kind: str, data: str, quick: bool) -> dict:
+    """One discovery run in this process (the child side); its timings."""
+    t_process = time.perf_counter()
+    from discovery.demo_discovery import demo_config
+    from discovery.run import discover
+    from discovery.tracking import make_sink
+
+    config = demo_config(Path(data))
+    if quick:
+        config = config.model_copy(update={"search": config.search.model_copy(update={"population": 40,
+                                                                                       "generations": 2})})
+    # the baseline is a bare NullSink: discover spares it the work only a recording sink needs
+    tracked = kind == "mlflow"
+    sink = TimedSink(make_sink(config.name)) if tracked else make_sink(config.name, enabled=False)
+    cpu0, t0 = _cpu_s(), time.perf_counter()
+    result = discover(config, Path("out"), sink=sink)
+    wall = time.perf_counter() - t0
+    if tracked:
+        assert sink.sink.join(300), "the sender did not send everything"  # the plots, after discover returned
+    cpu = _cpu_s() - cpu0  # the sender's too, once it has ended
+    seconds = sink.seconds if tracked else dict.fromkeys(("start", "log_generation", "finish"), 0.0)
+    return {"wall_s": wall, "cpu_s": cpu, "background_s": time.perf_counter() - t0 - wall,
+            "in_sink_s": sum(seconds.values()), **{f"in_{k}_s": v for k, v in seconds.items() if k != "fail"},
+            "process_wall_s": time.perf_counter() - t_process, "structures": len(result["discovered_structures"])}
 
 
-def _evaluations(rows: int, rng: np.random.Generator) -> pd.DataFrame:
-    frame = {"genome": [f"g{i:05d}" for i in range(rows)],
-             "structure_type": rng.choice(STRUCTURE_TYPES, rows)}
-    frame.update({f"gene_{i}": rng.random(rows) for i in range(20)})
-    frame.update({f"fold{f}_{m}": rng.normal(size=rows) for f in range(5) for m in ("sharpe", "trades", "pnl", "mdd")})
-    return pd.DataFrame(frame)
-
-
-def _structure(rank: int, rng: np.random.Generator) -> StructureRecord:
-    dates = pd.bdate_range("2024-01-02", periods=252).date
-    equity = 100_000 + np.cumsum(rng.normal(30, 400, len(dates)))
-    trades = 50
-    return StructureRecord(
-        rank=rank,
-        dna={"structure_type": STRUCTURE_TYPES[rank - 1], "front_dte_min": 21, "front_dte_max": 45,
-             "long_strike_delta": 0.1, "short_strike_delta": 0.2, "spread_width_strikes": 5,
-             "entry_regime": [0, 1], "profit_target_pct": 0.5, "stop_loss_pct": 2.0, "dte_exit": 7},
-        params={"fill": "cross", "commission": 0.65},
-        in_sample={"sharpe": 1.2, "n_trades": 200}, out_of_sample={"sharpe": 0.9, "n_trades": 80},
-        lockbox={"sharpe": 0.7, "max_drawdown": -0.08, "n_trades": trades},
-        honesty={"dsr": 0.97, "pbo": 0.1}, verdict="discovered",
-        equity_curve=pd.DataFrame({"date": dates, "equity": equity, "daily_pnl": np.r_[0.0, np.diff(equity)]}),
-        trade_log=pd.DataFrame({"entry_date": dates[:trades], "exit_date": dates[5:trades + 5],
-                                "pnl": rng.normal(50, 300, trades), "reason": "profit_target"}),
-        legs=[PayoffLeg("P", 380, 1, 0.9), PayoffLeg("P", 385, -1, 1.6)], spot=400.0,
-    )
-
-
-def _pipeline(sink, generations: int, grid: tuple, repeats: int, rows: int) -> dict:
-    """One demo-shaped run: its wall time, the process's CPU time (both threads; on a shared
-    machine less noisy than wall time) and the time spent inside sink calls."""
-    rng = np.random.default_rng(0)
-    t0 = time.perf_counter()
-    cpu0 = time.process_time()
-    in_sink = 0.0
-    s = time.perf_counter()
-    sink.start(_config())
-    in_sink += time.perf_counter() - s
-    for gen in range(generations):
-        g0 = time.perf_counter()
-        _generation_work(grid, repeats)
-        metrics = {"best_fitness": 0.01 * gen, "mean_fitness": 0.005 * gen, "evaluations": 120.0,
-                   "evals_per_s": 120.0 / (time.perf_counter() - g0), "diversity": 0.5}
-        s = time.perf_counter()
-        sink.log_generation(gen, metrics)
-        in_sink += time.perf_counter() - s
-    evaluations = _evaluations(rows, rng)
-    structures = [_structure(rank, rng) for rank in range(1, 6)]
-    s = time.perf_counter()
-    sink.finish({"discovered_structures": [r.dna for r in structures]}, evaluations, structures)
-    in_sink += time.perf_counter() - s
-    return {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - cpu0, "in_sink_s": in_sink}
-
-
-def _overhead(name: str, measured: dict, baseline: dict) -> dict:
-    return {
-        f"{name}_wall_s": round(measured["wall_s"], 2),
-        f"{name}_wall_overhead_share": round(measured["wall_s"] / baseline["wall_s"] - 1, 4),
-        f"{name}_cpu_overhead_share": round(measured["cpu_s"] / baseline["cpu_s"] - 1, 4),
-        f"{name}_in_sink_calls_s": round(measured["in_sink_s"], 2),
-        # the part of the cost that surely lands on the search's critical path
-        f"{name}_in_sink_calls_share": round(measured["in_sink_s"] / baseline["wall_s"], 4),
-    }
+def _spawn(kind: str, data: Path, quick: bool, cwd: Path) -> dict:
+    """One measurement in a fresh ``python`` process working in ``cwd``."""
+    t = time.perf_counter()
+    child = (f"import json; from benchmarks.tracking import measure_one; "
+             f"print(json.dumps(measure_one({kind!r}, {str(data)!r}, {quick!r})))")
+    done = subprocess.run([sys.executable, "-c", child], cwd=cwd, env={**os.environ, "PYTHONPATH": str(REPO)},
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"benchmark child ({kind}) failed:\n{done.stderr[-3000:]}")
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    figures["interpreter_wall_s"] = time.perf_counter() - t  # the whole `python` process
+    return figures
 
 
 def run(quick: bool) -> dict:
-    generations, seconds_per_generation, rows = (10, 0.5, 1000) if quick else (30, 2.0, 3000)
-    grid = _grid(200_000, np.random.default_rng(1))
-    _generation_work(grid, 1)  # compile/warm the kernel outside the timings
-    t = time.perf_counter()
-    _generation_work(grid, 3)
-    repeats = max(1, round(seconds_per_generation / ((time.perf_counter() - t) / 3)))
-    figures: dict = {"generations": generations, "genomes": rows, "structures": 5}
-    cwd = os.getcwd()
-    with tempfile.TemporaryDirectory() as tmp:
-        os.chdir(tmp)  # MLflow's local default store lands in a fresh working directory
-        try:
-            nulls = [_pipeline(NullSink(), generations, grid, repeats, rows)]
-            local = _pipeline(MlflowSink("bench", spool_dir=Path(tmp) / "spool"), generations, grid, repeats, rows)
-            nulls.append(_pipeline(NullSink(), generations, grid, repeats, rows))
-            baseline = {key: float(np.mean([n[key] for n in nulls])) for key in ("wall_s", "cpu_s")}
-            figures.update({"baseline_wall_s": round(baseline["wall_s"], 2),
-                            "baseline_cpu_s": round(baseline["cpu_s"], 2)})
-            figures.update(_overhead("local_store", local, baseline))
-            if not quick:
-                from tests.mlflow_server import MlflowServer
+    from discovery.demo_discovery import demo_config
+    from discovery.run import dataset_path
 
-                server = MlflowServer(Path(tmp) / "server")
-                server.start()
-                try:
-                    remote = _pipeline(MlflowSink("bench", tracking_uri=server.url, spool_dir=Path(tmp) / "spool"),
-                                       generations, grid, repeats, rows)
-                finally:
-                    server.stop()
-                figures.update(_overhead("server", remote, baseline))
-        finally:
-            os.chdir(cwd)
+    pairs = 2 if quick else 3
+    cwd = os.getcwd()
+    os.chdir(REPO)  # the demo config's synthetic-market cache (runs/data) is relative to the repo
+    try:
+        data = dataset_path(demo_config(), progress=False).resolve()
+    finally:
+        os.chdir(cwd)
+    runs: dict[str, list[dict]] = {kind: [] for kind in SINKS}
+    with tempfile.TemporaryDirectory(prefix="bench-tracking-") as tmp:
+        folders = {kind: Path(tmp) / kind for kind in SINKS}
+        for folder in folders.values():
+            folder.mkdir()
+        _spawn("null", data, quick, folders["null"])  # warm-up: numba's on-disk cache, the page cache
+        # the first tracked run in a directory creates MLflow's store there; later runs (what a
+        # user re-running the demo sees) reopen it
+        first = _spawn("mlflow", data, quick, folders["mlflow"])
+        for _ in range(pairs):
+            for kind in SINKS:  # interleaved: A B A B, so a change of the machine's load hits both
+                runs[kind].append(_spawn(kind, data, quick, folders[kind]))
+    base, tracked = runs["null"], runs["mlflow"]
+
+    def median(rows: list[dict], key: str) -> float:
+        return statistics.median(r[key] for r in rows)
+
+    figures: dict = {"pairs": pairs, "structures": tracked[0]["structures"], "load_avg_1m": os.getloadavg()[0]}
+    for key in ("wall_s", "cpu_s", "interpreter_wall_s"):
+        figures[f"baseline_{key}"] = round(median(base, key), 2)
+        figures[f"tracked_{key}"] = round(median(tracked, key), 2)
+    # per pair, so that a load change between pairs does not enter the ratio
+    figures["wall_overhead_share"] = round(statistics.median(
+        b["wall_s"] / a["wall_s"] - 1 for a, b in zip(base, tracked)), 4)
+    figures["interpreter_wall_overhead_share"] = round(statistics.median(
+        b["interpreter_wall_s"] / a["interpreter_wall_s"] - 1 for a, b in zip(base, tracked)), 4)
+    figures["cpu_overhead_share"] = round(statistics.median(b["cpu_s"] / a["cpu_s"] - 1 for a, b in zip(base, tracked)), 4)
+    for key in ("in_sink_s", "in_start_s", "in_log_generation_s", "in_finish_s", "background_s"):
+        figures[f"tracked_{key}"] = round(median(tracked, key), 3)
+    figures["in_sink_share"] = round(median(tracked, "in_sink_s") / median(base, "wall_s"), 4)
+    figures["first_run_in_sink_s"] = round(first["in_sink_s"], 3)  # with the store's creation
+    figures["first_run_wall_s"] = round(first["wall_s"], 2)
+    figures["wall_s_each"] = {kind: [round(r["wall_s"], 2) for r in rows] for kind, rows in runs.items()}
     return figures

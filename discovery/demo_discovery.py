@@ -31,6 +31,11 @@ def demo_config(data_path: Path | None = None):
     return parse_config(raw, str(DEMO_CONFIG))
 
 
+def _exposure(checks: dict) -> str:
+    return (f"its leg {checks['exposed_leg']} takes the planted side at a median {checks['exposed_dte']:.0f} DTE and "
+            f"|delta| {checks['exposed_abs_delta']:.2f} in its lockbox trades")
+
+
 def run_discovery(data_path: Path, out_dir: Path, map_fn=map) -> dict:
     from discovery.recovery import recovery
     from discovery.run import RESULT_FILE, discover
@@ -41,17 +46,19 @@ def run_discovery(data_path: Path, out_dir: Path, map_fn=map) -> dict:
                f"{config.walk_forward.folds} walk-forward folds, lockbox of {config.walk_forward.lockbox_days} days")
     result = discover(config, out_dir, map_fn=map_fn, sink=make_sink(config.name))
     click.echo((out_dir / "summary.txt").read_text())
-    rec = recovery(result)
+    rec = recovery(result, config)
     if rec["plant"] is None:
         click.echo("planted edge: the demo market has no plant to recover")
     elif rec["recovered"] and rec["passed"]:
-        click.echo(f"planted edge RECOVERED: the top structure matches plant {rec['plant']!r} "
-                   f"(family, DTE band, delta band) and passes every honesty threshold")
+        click.echo(f"planted edge RECOVERED: the top structure harvests plant {rec['plant']!r} "
+                   f"({_exposure(rec['checks'])}) and passes every honesty threshold")
     elif rec["recovered"]:
-        click.echo(f"planted edge FOUND BUT NOT CONFIRMED: the top structure matches plant {rec['plant']!r} "
+        click.echo(f"planted edge FOUND BUT NOT CONFIRMED: the top structure harvests plant {rec['plant']!r} "
+                   f"({_exposure(rec['checks'])}) "
                    f"but fails: {'; '.join(result['discovered_structures'][0]['reasons'])}")
     else:
-        failed = [k for k in ("family", "dte", "delta") if not rec["checks"][k]]
-        click.echo(f"planted edge NOT recovered: the top structure misses plant {rec['plant']!r} on {', '.join(failed)}")
+        why = ("its traded legs do not take the planted side" if not rec["checks"]["harvests"] else
+               "its exposed leg sits outside the planted DTE / |delta| slice in most lockbox trades")
+        click.echo(f"planted edge NOT recovered: the top structure misses plant {rec['plant']!r}: {why}")
     click.echo(f"report: {out_dir / RESULT_FILE}; in MLflow: osd top --experiment {config.name} -n 5")
     return result

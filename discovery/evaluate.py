@@ -9,21 +9,24 @@ for the final honesty statistics) are top-level functions: bind them to a contex
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 
 from backtest.costs import Costs
 from backtest.dna import StructureDNA
-from backtest.engine import run as run_backtest, run_many
+from backtest.engine import BacktestResult, run, run_many
 from backtest.errors import UserError
 from backtest.index import ChainIndex
 from backtest.store import Dataset
 from discovery import walkforward as wf
-
-IV_WINDOW_DAYS = 252  # trailing window of the IV-percentile gate
+from models.features.rolling import rolling_percentile
+from models.gates import IVPercentileGate, iv_percentile_passes
 
 
 @dataclass(frozen=True)
@@ -41,22 +44,31 @@ class EvalContext:
     def make_costs(self) -> Costs:
         return Costs(**dict(self.costs))
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form; :meth:`from_dict` rebuilds an equal context."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {**out, "regimes": list(self.regimes), "costs": dict(self.costs), "layout": self.layout.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "EvalContext":
+        names = {f.name for f in dataclasses.fields(cls)}
+        if set(names) - set(data):
+            raise UserError(f"evaluation settings lack {', '.join(sorted(set(names) - set(data)))}")
+        fields = {k: data[k] for k in names}
+        return cls(**{**fields, "regimes": tuple(data["regimes"]), "costs": cost_items(data["costs"]),
+                      "layout": wf.FoldLayout.from_dict(data["layout"])})
+
+
+def cost_items(costs: Mapping[str, Any]) -> tuple[tuple[str, object], ...]:
+    """The config's ``costs`` mapping as :attr:`EvalContext.costs` (hashable: lists become tuples)."""
+    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in costs.items()))
+
 
 @dataclass(frozen=True)
 class Market:
     index: ChainIndex
     regime_codes: np.ndarray | None   # [n_days] position in EvalContext.regimes, None: no regime table
-    iv_percentile: np.ndarray | None  # [n_days] in [0, 100], None: no IV index
-
-
-def trailing_percentile(values: np.ndarray, window: int = IV_WINDOW_DAYS) -> np.ndarray:
-    """Percentile (0-100) of each day's value among the trailing ``window`` values up to and
-    including that day (no look-ahead); 50 on the first day."""
-    out = np.full(values.shape, 50.0)
-    for t in range(1, len(values)):
-        past = values[max(0, t - window + 1):t + 1]
-        out[t] = 100.0 * (np.sum(past < values[t]) + 0.5 * (np.sum(past == values[t]) - 1)) / (len(past) - 1)
-    return out
+    iv_percentile: np.ndarray | None  # [n_days] share in [0, 1] (models.features), None: no IV index
 
 
 def _aligned(table, column: str, dates: np.ndarray, what: str) -> np.ndarray:
@@ -90,7 +102,7 @@ def load_market(context: EvalContext) -> Market:
     if context.iv_index and context.iv_index in dataset.indices:
         closes = _aligned(dataset.read_index(context.iv_index), "close", dates,
                           f"{context.dataset}: index {context.iv_index}").astype(float)
-        iv = trailing_percentile(closes)
+        iv = rolling_percentile(pd.Series(closes)).to_numpy()
     return Market(index, regime_codes, iv)
 
 
@@ -110,13 +122,23 @@ def install_market(context: EvalContext, market: Market) -> None:
 
 
 def gate_mask(dna: StructureDNA, market: Market) -> np.ndarray:
-    """Days on which the genome's entry filters pass (regime set and IV-percentile band)."""
+    """Days on which the genome's entry filters pass (regime set and IV-percentile band).
+
+    IV percentiles are shares in [0, 1] everywhere but in the genome, whose band is in percent
+    (0-100, seed 000's format): ``iv_band`` converts it, here and nowhere else. The full band
+    (0-100, the default) is no filter, so days before the percentile is known still trade."""
     mask = np.ones(market.index.n_days, dtype=bool)
     if dna.entry_regime is not None and market.regime_codes is not None:
         mask &= np.isin(market.regime_codes, dna.entry_regime)
-    if market.iv_percentile is not None:
-        mask &= (market.iv_percentile >= dna.min_iv_percentile) & (market.iv_percentile <= dna.max_iv_percentile)
+    band = iv_band(dna)
+    if market.iv_percentile is not None and band != IVPercentileGate():
+        mask &= iv_percentile_passes(market.iv_percentile, band)
     return mask
+
+
+def iv_band(dna: StructureDNA) -> IVPercentileGate:
+    """The genome's IV-percentile band (percent) as a models.gates gate (share of 1)."""
+    return IVPercentileGate(dna.min_iv_percentile / 100.0, dna.max_iv_percentile / 100.0)
 
 
 def _run(context: EvalContext, batch: list[dict], start: int, end: int, entry_days: np.ndarray):
@@ -148,29 +170,63 @@ def evaluate_detail(context: EvalContext, batch: list[dict]) -> list[dict]:
     layout = context.layout
     _, fold_returns = _run(context, batch, 0, layout.lockbox[0], layout.entry_days())
     lo, hi = layout.lockbox
-    box, box_returns = _run(context, batch, lo, hi, np.ones(hi - lo, dtype=bool))
+    box, _ = _run(context, batch, lo, hi, np.ones(hi - lo, dtype=bool))
     out = []
     for i in range(len(batch)):
         _, _, pnl = _trades(box, i)
         out.append({
             "fold_returns": wf.pooled_fold_returns(fold_returns[i], layout).tolist(),
-            "lockbox": wf.series_metrics(box_returns[i], pnl),
+            "lockbox": lockbox_metrics(box.daily_pnl[i], box.equity[i], pnl),
         })
     return out
 
 
-def evaluate_lockbox(context: EvalContext, batch: list[dict]) -> list[tuple]:
-    """For tracking the reported structures: each one's lockbox backtest (with its entry gates; equity
-    curve and trade log with legs) and the spot on the lockbox's first day."""
+def lockbox_metrics(daily_pnl: np.ndarray, equity: np.ndarray, trade_pnl: np.ndarray) -> dict:
+    """A structure's lockbox figures (the report's, MLflow's and `osd backtest`'s replay):
+    the series metrics of its daily returns and the P&L of all its trades, and its total P&L."""
+    returns = wf.daily_returns(daily_pnl, equity)
+    return {**wf.series_metrics(returns, trade_pnl), "total_pnl": float(np.sum(daily_pnl))}
+
+
+def lockbox_backtest(context: EvalContext, dna: StructureDNA) -> tuple[BacktestResult, dict]:
+    """One structure on the lockbox span with its entry gates, as :func:`evaluate_detail` scores
+    it: the engine's full result (equity curve, trade log with legs) and :func:`lockbox_metrics`."""
     market = market_for(context)
     lo, hi = context.layout.lockbox
     dates = market.index.dates
-    out = []
-    for genes in batch:
-        dna = StructureDNA.from_dict(genes)
-        box = run_backtest(dna, market.index, dates[lo], dates[hi - 1], context.make_costs(), gate_mask(dna, market)[lo:hi])
-        out.append((box, float(market.index.close[lo])))
-    return out
+    result = run(dna, market.index, dates[lo], dates[hi - 1], context.make_costs(), gate_mask(dna, market)[lo:hi])
+    metrics = lockbox_metrics(result.equity["daily_pnl"].to_numpy(), result.equity["equity"].to_numpy(),
+                              result.trades["pnl"].to_numpy())
+    return result, metrics
+
+
+def replay_record(context: EvalContext) -> dict[str, Any]:
+    """What replaying a structure's lockbox needs besides its DNA (logged with each structure,
+    carried by ``osd top --json``): the context, its dataset as an absolute path, and the
+    lockbox's first and last day (a check that the dataset is still the one evaluated)."""
+    dates = market_for(context).index.dates
+    lo, hi = context.layout.lockbox
+    return {**context.to_dict(), "dataset": str(Path(context.dataset).resolve()),
+            "lockbox_dates": [str(dates[lo]), str(dates[hi - 1])]}
+
+
+def replay_context(record: Mapping[str, Any], dataset: str | None = None) -> EvalContext:
+    """The context of a :func:`replay_record`, on ``dataset`` if given (a moved copy), after
+    checking that the dataset exists and still has the evaluated days."""
+    context = EvalContext.from_dict({**record, **({"dataset": str(dataset)} if dataset else {})})
+    path = Path(context.dataset)
+    if not path.exists():
+        raise UserError(f"dataset {path} (where this structure was evaluated) does not exist; "
+                        "pass --data with its new location, or re-create it")
+    bars = Dataset(path).read_underlying(context.underlying).num_rows
+    if bars != context.layout.n_days:
+        raise UserError(f"dataset {path}: {context.underlying} has {bars} days of bars, the evaluated run had "
+                        f"{context.layout.n_days}; this is not the dataset the structure was evaluated on")
+    found = replay_record(context)["lockbox_dates"]
+    if found != list(record["lockbox_dates"]):
+        raise UserError(f"dataset {path}: the lockbox spans {found[0]}..{found[1]}, the evaluated run's spanned "
+                        f"{record['lockbox_dates'][0]}..{record['lockbox_dates'][1]}; not the dataset evaluated")
+    return context
 
 
 def bind(context: EvalContext):

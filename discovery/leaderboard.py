@@ -16,6 +16,7 @@ from backtest.errors import UserError
 from discovery.spool import PARENT_RUN_TAG, is_unreachable
 from discovery.tracking import (
     DNA_TAG,
+    EVALUATION_TAG,
     KIND_TAG,
     VERDICT_TAG,
     configure_mlflow_client,
@@ -31,11 +32,13 @@ class RankedStructure:
     verdict: str
     run_id: str
     parent_run_id: str
+    evaluation: dict[str, Any] | None  # discovery.evaluate.replay_record, None if not logged
 
     def to_json(self) -> dict[str, Any]:
-        """One item of ``osd top --json``: ``dna`` is ``StructureDNA.to_dict()`` as logged."""
+        """One item of ``osd top --json``: ``dna`` is ``StructureDNA.to_dict()`` as logged,
+        ``evaluation`` what ``osd backtest --dna @FILE`` needs to replay its lockbox."""
         return {"rank": self.rank, "dna": self.dna, "metrics": self.metrics, "verdict": self.verdict,
-                "run_id": self.run_id, "parent_run_id": self.parent_run_id}
+                "run_id": self.run_id, "parent_run_id": self.parent_run_id, "evaluation": self.evaluation}
 
 
 def top_structures(experiment: str, n: int = 10, tracking_uri: str | None = None,
@@ -72,7 +75,8 @@ def top_structures(experiment: str, n: int = 10, tracking_uri: str | None = None
                          metrics=dict(run.data.metrics),
                          verdict=run.data.tags.get(VERDICT_TAG, ""),
                          run_id=run.info.run_id,
-                         parent_run_id=parent)
+                         parent_run_id=parent,
+                         evaluation=json.loads(run.data.tags[EVALUATION_TAG]) if EVALUATION_TAG in run.data.tags else None)
          for run in children),
         key=lambda s: s.rank,
     )

@@ -109,3 +109,24 @@ def payoff_plot(legs: Sequence[PayoffLeg], spot: float, path: Path, title: str,
     ax.grid(alpha=0.3)
     fig.savefig(path)
     return path
+
+
+def render(spec: Mapping, base: Path) -> None:
+    """Draw one plot described by plain data (a tracking spool's ``render`` operation) into
+    every path of ``spec["to"]`` (relative to ``base``). Kinds: ``fitness`` (``history``: [[gen,
+    {metric: value}], ...]), ``equity`` (``equity``: {"date": [...], "equity": [...]}),
+    ``payoff`` (``legs``: [[right, strike, qty, premium], ...], ``spot``, ``multiplier``)."""
+    import shutil
+
+    first, *copies = [base / path for path in spec["to"]]
+    kind, title = spec["kind"], spec["title"]
+    if kind == "fitness":
+        fitness_plot([(gen, metrics) for gen, metrics in spec["history"]], first, title)
+    elif kind == "equity":
+        equity_plot(pd.DataFrame(spec["equity"]), first, title)
+    elif kind == "payoff":
+        payoff_plot([PayoffLeg(*leg) for leg in spec["legs"]], spec["spot"], first, title, spec["multiplier"])
+    else:
+        raise ValueError(f"unknown plot kind {kind!r}")
+    for path in copies:
+        shutil.copy(first, path)

@@ -9,7 +9,6 @@ import datetime as dt
 import hashlib
 import json
 import time
-from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -23,7 +22,7 @@ from backtest.store import Dataset, atomic_write_json
 from discovery import baselines, honesty, report
 from discovery import walkforward as wf
 from discovery.config import RunConfig
-from discovery.evaluate import EvalContext, bind, evaluate_lockbox
+from discovery.evaluate import EvalContext, bind, cost_items, lockbox_backtest, market_for, replay_record
 from discovery.search import MapFn, Search, load_checkpoint
 from discovery.space import SearchSpace
 from discovery.tracking import NullSink, ResultsSink, StructureRecord
@@ -81,7 +80,7 @@ def make_context(config: RunConfig, path: Path) -> EvalContext:
     return EvalContext(
         dataset=str(path), underlying=config.underlying, regimes=tuple(config.space.regimes),
         iv_index=iv_index_name(dataset, config.underlying),
-        costs=tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in config.costs.items())),
+        costs=cost_items(config.costs),
         layout=layout, confidence=config.fitness.confidence, min_trades=config.fitness.min_trades,
         min_trades_penalty=config.fitness.min_trades_penalty,
     )
@@ -109,7 +108,10 @@ def discover(config: RunConfig, out_dir: Path, map_fn: MapFn = map, resume: bool
     except BaseException as exc:
         sink.fail(f"{type(exc).__name__}: {exc}")
         raise
-    sink.finish(result, evaluations_table(search), structure_records(result, context, map_fn))
+    if isinstance(sink, NullSink):  # records nothing: spare it the lockbox re-runs and the table
+        sink.finish(result, pd.DataFrame(), [])
+    else:
+        sink.finish(result, evaluations_table(search), structure_records(result, context))
     return result
 
 
@@ -121,22 +123,29 @@ def evaluations_table(search: Search) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def structure_records(result: dict, context: EvalContext, map_fn: MapFn = map) -> list[StructureRecord]:
+def dna_of(entry: dict) -> StructureDNA:
+    """The genome of a reported structure (an entry of ``discovered_structures``)."""
+    return StructureDNA.from_dict({k: entry[k] for k in StructureDNA.__dataclass_fields__ if k in entry})
+
+
+def structure_records(result: dict, context) -> list[StructureRecord]:
     """The reported structures for tracking: each re-run once on the lockbox span (with its entry
-    gates) for its equity curve, trade log and payoff legs, through ``map_fn`` (where the market is)."""
-    entries = result["discovered_structures"]
-    genes = [{k: entry[k] for k in StructureDNA.__dataclass_fields__ if k in entry} for entry in entries]
-    boxes = [box for chunk in map_fn(partial(evaluate_lockbox, context), [genes]) for box in chunk] if genes else []
+    gates, by :func:`lockbox_backtest`, which ``osd backtest`` replays) for its equity curve, trade
+    log, payoff legs and lockbox metrics."""
+    market = market_for(context)
+    spot = float(market.index.close[context.layout.lockbox[0]])
+    replay = replay_record(context)
     records = []
-    for entry, (box, spot) in zip(entries, boxes):
+    for entry in result["discovered_structures"]:
+        box, metrics = lockbox_backtest(context, dna_of(entry))
         records.append(StructureRecord.from_lockbox(
-            entry["rank"], box, spot,
+            entry["rank"], box, spot, lockbox=metrics, evaluation=replay,
             # the genome has no fitted parameters: the walk-forward test folds are its out-of-sample
             # evidence (though selection used them); the lockbox, logged separately, is the only unseen span
             in_sample={},
             out_of_sample={**{k: v for k, v in entry["walk_forward"].items() if isinstance(v, (int, float))},
                            "sharpe": entry["walk_forward"]["sharpe_annual"]},
-            honesty={"dsr": entry["deflated_sharpe"], "pbo": result["pbo"]["pbo"]},
+            honesty={"dsr": entry["deflated_sharpe"], **({"pbo": result["pbo"]["pbo"]} if result["pbo"] else {})},
             verdict="discovered" if entry["passed"] else "rejected: " + "; ".join(entry["reasons"])))
     return records
 
@@ -154,6 +163,7 @@ def _discover(config: RunConfig, out_dir: Path, map_fn: MapFn, resume: bool,
     search = Search(space, evaluate_batch, config.search, config.digest(), map_fn=map_fn,
                     checkpoint_path=checkpoint, on_generation=on_generation)
     search.run(resume=state)
+    refined = search.refine_regimes(config.search.refine_regimes)
 
     reported = search.hall_of_fame(config.honesty.top_n)
     pbo_set = search.best_per_structure(config.honesty.pbo_candidates)
@@ -164,6 +174,7 @@ def _discover(config: RunConfig, out_dir: Path, map_fn: MapFn, resume: bool,
     payload = [[space.to_dict(g) for g in genomes[i:i + batch]] for i in range(0, len(genomes), batch)]
     details = dict(zip(genomes, (d for chunk in map_fn(evaluate_detail, payload) for d in chunk)))
     result = assess(config, search, reported, pbo_set, details, context, path)
+    result["regime_refinement_trials"] = refined
     if config.report.baselines:
         baselines.add_to_report(result, context, path, map_fn)
     result["elapsed_s"] = round(time.perf_counter() - started, 2)

@@ -302,6 +302,19 @@ class Search:
             self._finish_generation(generation, n_evals + n_more, started, reinjected)
         return self.state
 
+    def refine_regimes(self, size: int) -> int:
+        """After the last generation, every entry-regime set of each of the ``size`` leaders (hall
+        of fame). A broad, shallow search rarely tries a leader's other regime sets, and this
+        categorical gene has only 2^R - 1 values (3 for calm/stressed). Each variant is a trial
+        like any other genome: cached, counted in the deflated Sharpe's N and V. Deterministic
+        (no random draw), so a resumed run refines identically. Returns the evaluations run."""
+        if not self.space.evolve_regimes or size <= 0:
+            return 0
+        regimes = self.space.regimes
+        subsets = [c for k in range(1, len(regimes) + 1) for c in itertools.combinations(regimes, k)]
+        leaders = self.hall_of_fame(size)
+        return self.evaluate([self.space.canonical(g[:-1] + (s,)) for g in leaders for s in subsets])
+
     # ------------------------------------------------------------------ results
     def best_per_structure(self, size: int) -> list[tuple]:
         """The best evaluated genome of each structure type, best first (first objective): the

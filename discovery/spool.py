@@ -24,19 +24,24 @@ their MLflow ids are unknown until the server has created them):
 Sequence numbers are given in the order operations are appended, and an operation is appended
 only once its files are complete, so a concurrent flush always sees a prefix of the journal.
 - ``end_run``: run, status, end_time
+- ``render``: plot (a ``discovery.plots.render`` spec; paths relative to ``files/``): drawn by the
+  sender, not the search, into folders a later ``log_artifacts`` uploads
+- ``parquet``: table (``<folder>/<name>`` under ``files/``): the staged ``<name>.pkl`` (the sink's
+  own pickle) becomes ``<name>.parquet``, before the ``log_artifacts`` of its folder
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import logging
+import os
 import shutil
+import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from backtest.store import atomic_write_json
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -96,7 +101,7 @@ class Spool:
         if path.exists() and any(path.iterdir()):
             raise FileExistsError(f"spool directory {path} is not empty")
         (path / "ops").mkdir(parents=True, exist_ok=True)
-        atomic_write_json({"tracking_uri": tracking_uri, "experiment": experiment}, path / SPOOL_FILE)
+        _write_json({"tracking_uri": tracking_uri, "experiment": experiment}, path / SPOOL_FILE)
         return cls(path)
 
     @classmethod
@@ -107,7 +112,7 @@ class Spool:
 
     def set_tracking_uri(self, tracking_uri: str) -> None:
         self.tracking_uri = tracking_uri
-        atomic_write_json({"tracking_uri": tracking_uri, "experiment": self.experiment}, self.path / SPOOL_FILE)
+        _write_json({"tracking_uri": tracking_uri, "experiment": self.experiment}, self.path / SPOOL_FILE)
 
     # ------------------------------------------------------------------ writing
 
@@ -125,7 +130,7 @@ class Spool:
         """Journal ``op`` (atomically) and return its sequence number."""
         seq = self._next_seq
         self._next_seq += 1
-        atomic_write_json(op, self.path / "ops" / f"{seq:08d}.json")
+        _write_json(op, self.path / "ops" / f"{seq:08d}.json")
         return seq
 
     def pending_seqs(self) -> list[int]:
@@ -133,10 +138,11 @@ class Spool:
 
     # ------------------------------------------------------------------ replaying
 
-    def flush(self, client: MlflowClient) -> FlushResult:
-        """Send pending operations in order; stop at the first sign the server is unreachable."""
+    def flush(self, client: MlflowClient, until: int | None = None) -> FlushResult:
+        """Send pending operations (up to sequence number ``until``, if given) in order; stop at
+        the first sign the server is unreachable."""
         sent = rejected = 0
-        seqs = self.pending_seqs()
+        seqs = [seq for seq in self.pending_seqs() if until is None or seq <= until]
         i = 0
         while i < len(seqs):
             group = self._batch_group(seqs, i)
@@ -209,6 +215,17 @@ class Spool:
                                  op["artifact_path"])
         elif kind == "end_run":
             client.set_terminated(self._require_run(op["run"]), op["status"], int(op["end_time"]))
+        elif kind == "parquet":  # a table the sink staged as a pickle, for the upload
+            import pandas as pd
+
+            staged = self.path / "files" / f"{op['table']}.pkl"
+            if staged.exists():  # else: converted by an earlier try
+                pd.read_pickle(staged).to_parquet(staged.with_suffix(".parquet"), index=False)
+                staged.unlink()
+        elif kind == "render":
+            from discovery.plots import render
+
+            render(op["plot"], self.path / "files")
         else:
             raise ValueError(f"unknown spool operation {kind!r} in {self.path}")
 
@@ -260,7 +277,7 @@ class Spool:
         return run_id
 
     def _save_state(self) -> None:
-        atomic_write_json(self._state, self.path / STATE_FILE)
+        _write_json(self._state, self.path / STATE_FILE)
 
     def _ack(self, seqs: list[int]) -> None:
         for seq in seqs:
@@ -274,7 +291,7 @@ class Spool:
         rejected.mkdir(exist_ok=True)
         op = self._read(seq)
         op["error"] = str(exc)
-        atomic_write_json(op, rejected / f"{seq:08d}.json")
+        _write_json(op, rejected / f"{seq:08d}.json")
         (self.path / "ops" / f"{seq:08d}.json").unlink()
         log.warning("MLflow rejected spooled operation %s (%s): %s; kept in %s",
                     seq, op["op"], _short(exc), rejected)
@@ -288,6 +305,20 @@ class Spool:
         with contextlib.suppress(OSError):  # not empty: other runs' spools
             self.path.parent.rmdir()
         return True
+
+
+def _write_json(obj: Any, path: Path) -> None:
+    """Write under a temporary name, then rename: a reader never sees half a file. (Not
+    ``backtest.store``'s writer: importing that module, with its Arrow datasets, would double the
+    sender process's start-up.)"""
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
+                                     delete=False) as tmp:
+        try:
+            json.dump(obj, tmp, sort_keys=True, default=str)
+        except BaseException:
+            os.unlink(tmp.name)
+            raise
+    os.replace(tmp.name, path)
 
 
 def _batch_sizes(op: dict[str, Any]) -> tuple[int, int, int]:

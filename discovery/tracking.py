@@ -7,14 +7,17 @@ The search talks to a :class:`ResultsSink` with plain data only, on the driver:
     for gen in ...:
         sink.log_generation(gen, {"best_fitness": ..., "mean_fitness": ..., "evaluations": ...,
                                   "evals_per_s": ..., "diversity": ...})
-    structures = [StructureRecord.from_lockbox(rank, lockbox_result, spot_at_first_entry,
-                                               in_sample=..., out_of_sample=..., honesty=...,
-                                               verdict=...) for ...]
+    # per reported structure: result, metrics = discovery.evaluate.lockbox_backtest(context, dna)
+    structures = [StructureRecord.from_lockbox(rank, result, spot, lockbox=metrics,
+                                               evaluation=replay_record(context), in_sample=...,
+                                               out_of_sample=..., honesty=..., verdict=...) for ...]
     sink.finish(report, evaluations, structures)          # once, after the lockbox
     # or, when the search dies: sink.fail("why")
 
-Every call returns at once (no MLflow call happens on the caller's thread, except that
-``finish``/``fail`` wait for the writer to send everything).
+Every call only journals and returns: no MLflow call, MLflow import or plot drawing happens in
+the caller's process (a sender process, :mod:`discovery.sender`, does them), except that
+``finish``/``fail`` wait until the sender has sent the results; it then draws and sends the plots
+while the caller goes on (``MlflowSink.join`` waits for that too).
 
 ``report`` is the ``discovered_structures.json`` dict, ``evaluations`` a DataFrame with one row
 per distinct genome evaluated (genes and fold metrics as plain columns), and ``structures`` one
@@ -30,7 +33,8 @@ metrics with ``step = generation``; artifacts ``config.yaml``, ``discovered_stru
 child run per structure (tag ``osd.kind=structure``, ``mlflow.parentRunId``): params = the genes
 (DNA keys) and ``eval.<key>`` for the evaluation settings; metrics ``rank``, ``is.<k>``,
 ``oos.<k>``, ``lockbox.<k>``, ``honesty.<k>`` (non-numeric honesty values become tags); tags
-``osd.dna`` (the DNA as JSON, what ``osd top --json`` returns) and ``osd.verdict``; artifacts
+``osd.dna`` (the DNA as JSON, what ``osd top --json`` returns), ``osd.evaluation`` (what replays its
+lockbox backtest, also in ``osd top --json``) and ``osd.verdict``; artifacts
 ``dna.json``, ``trade_log.parquet``, ``equity_curve.parquet``, ``equity.png``, ``payoff.png``.
 When the report has baselines (DESIGN §9), the parent run also gets ``baselines.json`` and the
 metrics ``baseline.<name>.lockbox_<k>``, ``baseline.best_lockbox_sharpe_annual`` and
@@ -41,9 +45,9 @@ default in the working directory: ``sqlite:///mlflow.db`` (artifacts under ``./m
 ``./mlruns`` file store where one already holds data. ``osd top`` resolves the URI the same way,
 so with no configuration it reads what the last run in the same directory wrote.
 
-Resilience. Writes are journaled to a spool folder first (:mod:`discovery.spool`) and sent in
-batches: per-generation metrics go out at most once per ``flush_interval_s`` (consecutive batches
-are merged into one ``log_batch`` call), so a remote server's ~50 ms per call stays off the
+Resilience. Writes are journaled to a spool folder first (:mod:`discovery.spool`) and sent, by a
+separate sender process, in batches: per-generation metrics go out at most once per
+``flush_interval_s`` (consecutive batches are merged into one ``log_batch`` call), so a remote server's ~50 ms per call stays off the
 search's critical path. If the server does not answer, the operations stay in the spool and are
 retried every ``retry_interval_s``; the search is never interrupted. ``finish`` keeps trying for
 ``finish_timeout_s`` and then leaves the spool with a message naming ``osd tracking flush --spool
@@ -53,10 +57,10 @@ server costs seconds, not minutes.
 from __future__ import annotations
 
 import json
+import select
+import subprocess
 import os
-import shutil
 import sys
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -78,6 +82,7 @@ __all__ = [
 DEFAULT_SPOOL_DIR = Path("mlflow-spool")
 KIND_TAG = "osd.kind"
 DNA_TAG = "osd.dna"
+EVALUATION_TAG = "osd.evaluation"
 VERDICT_TAG = "osd.verdict"
 EXPERIMENT_TAG = "osd.experiment"
 # metric prefixes of a structure's child run, by StructureRecord field
@@ -124,6 +129,9 @@ class StructureRecord:
     - ``trade_log``: its trade log frame.
     - ``legs`` and ``spot``: the structure as entered on a representative day, for the payoff
       diagram; ``multiplier`` is the contract multiplier.
+    - ``evaluation``: what replays the lockbox backtest (``discovery.evaluate.replay_record``:
+      dataset, underlying, costs, gates' inputs, fold layout, lockbox days); logged as the tag
+      ``osd.evaluation`` and carried by ``osd top --json`` to ``osd backtest --dna @FILE``.
     """
 
     rank: int
@@ -139,18 +147,23 @@ class StructureRecord:
     legs: Sequence[PayoffLeg]
     spot: float
     multiplier: float = 100.0
+    evaluation: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_lockbox(cls, rank: int, lockbox: Any, spot: float, *, in_sample: Mapping[str, float],
-                     out_of_sample: Mapping[str, float], honesty: Mapping[str, Any], verdict: str,
-                     params: Mapping[str, Any] | None = None) -> "StructureRecord":
-        """From the lockbox ``backtest.engine.BacktestResult``: its DNA, metrics, equity curve and
-        trade log; the payoff diagram shows its first trade's legs, entered at ``spot``."""
-        trades = lockbox.trades
-        return cls(rank=rank, dna=lockbox.dna.to_dict(), params={"fill": lockbox.fill_model, **(params or {})},
-                   in_sample=in_sample, out_of_sample=out_of_sample, lockbox=lockbox.metrics,
-                   honesty=honesty, verdict=verdict, equity_curve=lockbox.equity, trade_log=trades,
-                   legs=payoff_legs(trades.iloc[0]) if len(trades) else [], spot=spot)
+    def from_lockbox(cls, rank: int, result: Any, spot: float, *, lockbox: Mapping[str, float],
+                     evaluation: Mapping[str, Any], in_sample: Mapping[str, float],
+                     out_of_sample: Mapping[str, float], honesty: Mapping[str, Any],
+                     verdict: str) -> "StructureRecord":
+        """From the lockbox ``backtest.engine.BacktestResult`` and its ``lockbox`` metrics
+        (``discovery.evaluate.lockbox_backtest``): its DNA, equity curve and trade log; the payoff
+        diagram shows its first trade's legs, entered at ``spot``."""
+        trades = result.trades
+        params = {"fill": result.fill_model,
+                  **{k: evaluation[k] for k in ("dataset", "underlying", "lockbox_dates", "costs") if k in evaluation}}
+        return cls(rank=rank, dna=result.dna.to_dict(), params=params, in_sample=in_sample,
+                   out_of_sample=out_of_sample, lockbox=lockbox, honesty=honesty, verdict=verdict,
+                   equity_curve=result.equity, trade_log=trades,
+                   legs=payoff_legs(trades.iloc[0]) if len(trades) else [], spot=spot, evaluation=evaluation)
 
 
 def payoff_legs(trade: Mapping[str, Any], max_legs: int = 4) -> list[PayoffLeg]:
@@ -205,12 +218,15 @@ class NullSink:
 class MlflowSink:
     """Streams a discovery run into MLflow through a local spool (see the module docstring).
 
-    The calls journal their operations and return; one background thread (started by
-    ``start``) imports MLflow, sends the journal and retries while the server is away, so
-    neither MLflow's import and store set-up nor a remote server's latency is spent on the
-    search's time. ``finish``/``fail`` wait for it (at most ``finish_timeout_s`` once the server
-    stops answering). ``spool_dir`` is the parent folder; this run's journal is
-    ``spool_dir/<run key>`` and is deleted once everything has reached the server.
+    The calls journal their operations and return; one sender process (started by ``start``,
+    :mod:`discovery.sender`) imports MLflow, creates the store, sends the journal and retries
+    while the server is away, so neither MLflow's import and store set-up nor a remote server's
+    latency is spent on the search's time, and, being a process rather than a thread, it never
+    holds the search's GIL. ``finish``/``fail`` wait until it has sent the results (at most
+    ``finish_timeout_s`` once the server stops answering); it then draws the plots and sends
+    them while the search's process goes on or exits (:meth:`join` waits for them). ``spool_dir``
+    is the parent folder; this run's journal is ``spool_dir/<run key>`` (with the sender's log,
+    ``sender.log``) and is deleted once everything has reached the server.
     """
 
     experiment: str
@@ -221,12 +237,11 @@ class MlflowSink:
     finish_timeout_s: float = 15.0
     run_name: str | None = None
     last_flush: FlushResult | None = field(default=None, init=False)
+    parent_run_id: str | None = field(default=None, init=False)  # known once finished
     _history: list[tuple[int, dict[str, float]]] = field(default_factory=list, init=False, repr=False)
     _spool: Spool | None = field(default=None, init=False, repr=False)
-    _writer: threading.Thread | None = field(default=None, init=False, repr=False)
-    _wake: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
-    _closing: float | None = field(default=None, init=False, repr=False)  # drain deadline
-    _writer_error: BaseException | None = field(default=None, init=False, repr=False)
+    _sender: subprocess.Popen | None = field(default=None, init=False, repr=False)  # discovery.sender
+    _finished: bool = field(default=False, init=False, repr=False)
 
     PARENT = "parent"
 
@@ -247,8 +262,17 @@ class MlflowSink:
         folder = self._spool.stage_dir()
         (folder / "config.yaml").write_text(yaml.safe_dump(_plain(config), sort_keys=False))
         self._log_artifacts(self.PARENT, folder)
-        self._writer = threading.Thread(target=self._write_loop, name="mlflow-sink", daemon=True)
-        self._writer.start()
+        configure_mlflow_client()  # the sender inherits the environment
+        settings = {"spool": str(self._spool.path.resolve()), "tracking_uri": self.tracking_uri,
+                    "flush_interval_s": self.flush_interval_s, "retry_interval_s": self.retry_interval_s,
+                    "finish_timeout_s": self.finish_timeout_s}
+        package_root = str(Path(__file__).resolve().parents[1])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+        with open(self._spool.path / "sender.log", "ab") as log:
+            # its own session: a Ctrl-C of the search does not cut the upload of what was found
+            self._sender = subprocess.Popen([sys.executable, "-m", "discovery.sender", json.dumps(settings)],
+                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
+                                            env=env, start_new_session=True)
 
     def log_generation(self, gen: int, metrics: Mapping[str, float]) -> None:
         spool = self._started()
@@ -261,39 +285,45 @@ class MlflowSink:
     def finish(self, report: Mapping[str, Any], evaluations: pd.DataFrame,
                structures: Sequence[StructureRecord]) -> None:
         from discovery.baselines import tracking_metrics
-        from discovery.plots import fitness_plot
 
         spool = self._started()
         parent_files = spool.stage_dir()
         (parent_files / "discovered_structures.json").write_text(
             json.dumps(_plain(report), indent=2) + "\n")
-        evaluations.to_parquet(parent_files / "evaluations.parquet", index=False)
         if report.get("baselines"):  # did discovery beat the guesses: the section and its figures
             (parent_files / "baselines.json").write_text(json.dumps(_plain(report["baselines"]), indent=2) + "\n")
             self._log_metrics(self.PARENT, tracking_metrics(report))
-        plots = parent_files / "plots"
-        plots.mkdir()
-        fitness_plot(self._history, plots / "fitness.png", f"{self.experiment}: fitness by generation")
-        for record in sorted(structures, key=lambda r: r.rank):
-            child_plots = self._log_structure(record)
-            for name in ("equity.png", "payoff.png"):
-                shutil.copy(child_plots / name, plots / f"rank{record.rank:02d}_{name}")
+        (parent_files / "plots").mkdir()
+        parent_plots = f"{parent_files.name}/plots"
+        ranked = sorted(structures, key=lambda r: r.rank)
+        folders = {record.rank: spool.stage_dir() for record in ranked}
+        file_ops = [self._table(evaluations, parent_files, "evaluations"),
+                    self._plot("fitness", [f"{parent_plots}/fitness.png"], f"{self.experiment}: fitness by generation",
+                               history=self._history)]
+        for record in ranked:
+            file_ops += self._log_structure(record, folders[record.rank], f"{parent_plots}/rank{record.rank:02d}_")
+        results_end = self._end_run(self.PARENT, "FINISHED")
+        # after the results (what `osd top` reads), the files: tables and plots made by the
+        # sender and uploaded while the caller goes on (see discovery.sender)
+        for op in file_ops:
+            spool.append(op)
+        for record in ranked:
+            self._log_artifacts(f"structure-{record.rank:02d}", folders[record.rank])
         self._log_artifacts(self.PARENT, parent_files)
-        self._end_run(self.PARENT, "FINISHED")
-        self._drain()
+        self._drain(results_end)
 
     def fail(self, reason: str) -> None:
         self._started()
         self._log_tags(self.PARENT, {"osd.failure": reason[:7900]})
-        self._end_run(self.PARENT, "FAILED")
-        self._drain()
+        self._drain(self._end_run(self.PARENT, "FAILED"))
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until the sender has drawn and sent the plots too (``finish`` returns once the
+        results are sent); True when everything reached the server and the spool is gone."""
+        self._sender.wait(timeout)
+        return not self._spool.path.exists()
 
     # ------------------------------------------------------------------ results
-
-    @property
-    def parent_run_id(self) -> str | None:
-        """The parent run's MLflow id, once the server has created it."""
-        return self._spool.run_id(self.PARENT) if self._spool else None
 
     @property
     def spool_path(self) -> Path | None:
@@ -304,7 +334,7 @@ class MlflowSink:
     def _started(self) -> Spool:
         if self._spool is None:
             raise RuntimeError("MlflowSink.start must be called first")
-        if self._closing is not None:
+        if self._finished:
             raise RuntimeError("MlflowSink is already finished")
         return self._spool
 
@@ -333,19 +363,34 @@ class MlflowSink:
         """Upload a staged folder's contents to the run's artifact root (after they are complete)."""
         self._started().append({"op": "log_artifacts", "run": run_key, "artifact_path": None, "files": folder.name})
 
-    def _end_run(self, run_key: str, status: str) -> None:
-        self._started().append({"op": "end_run", "run": run_key, "status": status, "end_time": _now_ms()})
+    @staticmethod
+    def _table(frame: pd.DataFrame, folder: Path, name: str) -> dict[str, Any]:
+        """Stage ``frame`` as a pickle (a few ms) and return the operation with which the sender
+        turns it into ``name.parquet`` (Arrow's conversion costs ~10 ms a table) before the upload."""
+        frame.to_pickle(folder / f"{name}.pkl")
+        return {"op": "parquet", "table": f"{folder.name}/{name}"}
 
-    def _log_structure(self, record: StructureRecord) -> Path:
-        """Journal one child run; return the folder holding its plots."""
-        from discovery.plots import equity_plot, payoff_plot
+    @staticmethod
+    def _plot(kind: str, to: list[str], title: str, **data: Any) -> dict[str, Any]:
+        """A journal operation for the sender to draw a plot (``discovery.plots.render``; ``to``
+        relative to the spool's staged files), so that drawing costs the search nothing."""
+        return {"op": "render", "plot": {"kind": kind, "to": to, "title": title, **data}}
 
-        spool = self._started()
+    def _end_run(self, run_key: str, status: str) -> int:
+        """Journal the end of a run; its sequence number."""
+        return self._started().append({"op": "end_run", "run": run_key, "status": status, "end_time": _now_ms()})
+
+    def _log_structure(self, record: StructureRecord, folder: Path, parent_plots: str) -> list[dict[str, Any]]:
+        """Journal one child run and stage its files in ``folder``; return the operations that
+        make its tables and draw its plots there (and to ``parent_plots`` + their name), for the
+        caller to journal, with the upload of ``folder``, after the results."""
         run_key = f"structure-{record.rank:02d}"
         structure_type = str(record.dna.get("structure_type", "structure"))
         dna_json = json.dumps(_plain(record.dna), sort_keys=True)
-        self._create_run(run_key, f"rank{record.rank:02d}-{structure_type}", self.PARENT,
-                         {KIND_TAG: "structure", DNA_TAG: dna_json, VERDICT_TAG: record.verdict[:7900]})
+        tags = {KIND_TAG: "structure", DNA_TAG: dna_json, VERDICT_TAG: record.verdict[:7900]}
+        if record.evaluation:
+            tags[EVALUATION_TAG] = json.dumps(_plain(record.evaluation), sort_keys=True)
+        self._create_run(run_key, f"rank{record.rank:02d}-{structure_type}", self.PARENT, tags)
         self._log_params(run_key, {**flatten_params(record.dna),
                                    **flatten_params(record.params, prefix="eval.")})
         metrics: dict[str, float] = {"rank": float(record.rank)}
@@ -359,57 +404,49 @@ class MlflowSink:
         self._log_metrics(run_key, metrics)
         if text_tags:
             self._log_tags(run_key, text_tags)
-        folder = spool.stage_dir()
         (folder / "dna.json").write_text(dna_json + "\n")
-        record.trade_log.to_parquet(folder / "trade_log.parquet", index=False)
-        record.equity_curve.to_parquet(folder / "equity_curve.parquet", index=False)
+        tables = [self._table(record.trade_log, folder, "trade_log"),
+                  self._table(record.equity_curve, folder, "equity_curve")]
         title = f"#{record.rank} {structure_type}"
-        equity_plot(record.equity_curve, folder / "equity.png", f"{title}: lockbox equity and drawdown")
-        payoff_plot(record.legs, record.spot, folder / "payoff.png", f"{title}: P&L at expiry",
-                    record.multiplier)
-        self._log_artifacts(run_key, folder)
         self._end_run(run_key, "FINISHED")
-        return folder
+        curve = record.equity_curve
+        return [*tables,
+            self._plot("equity", [f"{folder.name}/equity.png", f"{parent_plots}equity.png"],
+                       f"{title}: lockbox equity and drawdown",
+                       equity={"date": pd.to_datetime(curve["date"]).dt.strftime("%Y-%m-%d").tolist(),
+                               "equity": curve["equity"].astype(float).tolist()}),
+            self._plot("payoff", [f"{folder.name}/payoff.png", f"{parent_plots}payoff.png"],
+                       f"{title}: P&L at expiry", spot=float(record.spot), multiplier=float(record.multiplier),
+                       legs=[[leg.right, float(leg.strike), float(leg.qty), float(leg.premium)] for leg in record.legs]),
+        ]
 
-    # ------------------------------------------------------------------ sending (writer thread)
+    # ------------------------------------------------------------------ the end
 
-    def _write_loop(self) -> None:
-        """Send the journal every ``flush_interval_s`` (``retry_interval_s`` while the server is
-        away) until closing and either everything is sent or the drain deadline has passed."""
-        try:
-            from mlflow.tracking import MlflowClient
-
-            configure_mlflow_client()
-            uri = resolve_tracking_uri(self.tracking_uri)
-            self._spool.set_tracking_uri(uri)
-            self.tracking_uri = uri
-            client = MlflowClient(uri)
-            while True:
-                closing = self._closing  # once set, every operation is journaled: this flush sees all
-                result = self.last_flush = self._spool.flush(client)
-                if closing is not None and (not result.pending or time.monotonic() >= closing):
-                    return
-                wait = self.retry_interval_s if result.pending else self.flush_interval_s
-                if closing is not None:
-                    wait = min(wait, max(0.0, closing - time.monotonic()))
-                self._wake.wait(wait)
-                self._wake.clear()
-        except BaseException as exc:  # noqa: BLE001 - reported by _drain; the search goes on
-            self._writer_error = exc
-
-    def _drain(self) -> None:
-        """Let the writer send everything (for up to ``finish_timeout_s`` of unanswered tries),
-        then report what is left."""
+    def _drain(self, results_end: int) -> None:
+        """Tell the sender the journal is complete and wait until it has sent the results (up
+        to ``results_end``; for up to ``finish_timeout_s`` of unanswered tries), then say where
+        they are or what is left. The plots follow in the background (:meth:`join` waits)."""
         spool = self._spool
-        self._closing = time.monotonic() + self.finish_timeout_s
-        self._wake.set()
-        self._writer.join()
-        result = self.last_flush
-        if self._writer_error is not None:
-            print(f"MLflow tracking failed ({type(self._writer_error).__name__}: {self._writer_error}); "
-                  f"the results are kept in {spool.path}. Send them with: osd tracking flush --spool "
-                  f"{spool.path}", file=sys.stderr)
-        elif result.pending:
+        self._finished = True
+        report = None
+        try:
+            self._sender.stdin.write(json.dumps({"results_end": results_end}) + "\n")
+            self._sender.stdin.close()
+            # one more HTTP timeout (MLFLOW_HTTP_REQUEST_TIMEOUT) may be under way at the deadline
+            wait = self.finish_timeout_s + float(os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"]) + 30
+            if select.select([self._sender.stdout], [], [], wait)[0]:
+                line = self._sender.stdout.readline()
+                report = json.loads(line) if line.strip() else None
+        except (BrokenPipeError, ValueError):  # the sender died (its log says why)
+            pass
+        if report is None or "error" in report:
+            why = report["error"] if report else f"the sender process did not answer; see {spool.path / 'sender.log'}"
+            print(f"MLflow tracking failed ({why}); the results are kept in {spool.path}. Send them with: "
+                  f"osd tracking flush --spool {spool.path}", file=sys.stderr)
+            return
+        result = self.last_flush = FlushResult(**report["flush"])
+        self.tracking_uri, self.parent_run_id = report["tracking_uri"], report["parent_run_id"]
+        if result.pending:
             print(f"MLflow at {self.tracking_uri} is unreachable ({result.error}); {result.pending} "
                   f"operations are kept in {spool.path}. Send them later with: "
                   f"osd tracking flush --spool {spool.path}", file=sys.stderr)
@@ -417,9 +454,8 @@ class MlflowSink:
             print(f"MLflow rejected some operations; they are kept in {spool.path / 'rejected'}",
                   file=sys.stderr)
         else:
-            spool.remove_if_done()
-            print(f"MLflow: experiment {self.experiment!r}, run {self.parent_run_id} at {self.tracking_uri}",
-                  file=sys.stderr)
+            print(f"MLflow: experiment {self.experiment!r}, run {self.parent_run_id} at {self.tracking_uri} "
+                  f"(plots follow from process {self._sender.pid})", file=sys.stderr)
 
 
 # ---------------------------------------------------------------------- helpers

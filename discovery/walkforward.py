@@ -46,6 +46,11 @@ class FoldLayout:
         return {"n_days": self.n_days, "folds": [list(f) for f in self.folds], "embargo": self.embargo,
                 "lockbox": list(self.lockbox)}
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "FoldLayout":
+        return cls(int(data["n_days"]), tuple((int(a), int(b)) for a, b in data["folds"]), int(data["embargo"]),
+                   (int(data["lockbox"][0]), int(data["lockbox"][1])))
+
 
 def make_layout(n_days: int, n_folds: int, embargo: int, lockbox_days: int, min_fold_days: int) -> FoldLayout:
     train = n_days - lockbox_days - n_folds * embargo

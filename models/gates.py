@@ -125,13 +125,18 @@ def _regime_codes(table: pd.DataFrame, gate: RegimeGate) -> list[float]:
     return codes
 
 
+def iv_percentile_passes(iv_percentile: np.ndarray, gate: IVPercentileGate) -> np.ndarray:
+    """Days whose IV percentile (a share in [0, 1], as the feature table stores it) lies in the
+    gate's band; NaN (not yet known) fails."""
+    return (iv_percentile >= gate.low) & (iv_percentile <= gate.high)
+
+
 def _passes(rows: pd.DataFrame, table: pd.DataFrame, gate: Gate) -> np.ndarray:
     # NaN compares False under every comparison but !=, which the `known` mask covers
     if isinstance(gate, RegimeGate):
         return np.isin(_column(rows, regime_column(gate.classifier)), _regime_codes(table, gate))
     if isinstance(gate, IVPercentileGate):
-        x = _column(rows, "iv_percentile")
-        return (x >= gate.low) & (x <= gate.high)
+        return iv_percentile_passes(_column(rows, "iv_percentile"), gate)
     if isinstance(gate, EdgeGate):
         ok = _column(rows, f"edge_{gate.edge}") >= gate.min_strength
         if gate.side is not None:

@@ -74,9 +74,13 @@ def small_planted_market(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def serial_run(small_planted_market, tmp_path_factory) -> Path:
+    """The reference run, tracked into a local MLflow store (``out/mlflow.db``, experiment "small")."""
     from discovery.run import discover
+    from discovery.tracking import MlflowSink
+    from tests.mlflow_server import fresh_sqlite_store
     from tests.test_discover import small_config
 
     out = tmp_path_factory.mktemp("serial")
-    discover(small_config(small_planted_market), out)
+    sink = MlflowSink("small", tracking_uri=fresh_sqlite_store(out / "mlflow.db"), spool_dir=out / "spool")
+    discover(small_config(small_planted_market), out, sink=sink)
     return out

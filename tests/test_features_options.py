@@ -154,9 +154,11 @@ def test_iv_rank_and_percentile_against_scipy_and_hand_loop():
     pct, rank = rolling_percentile(x), rolling_rank(x)
     for t in (25, 100, 251, 252, 399):
         window = x.iloc[max(0, t - 251):t + 1].dropna().to_numpy()
-        assert pct[t] == pytest.approx(stats.percentileofscore(window, x[t], kind="weak") / 100)
+        assert pct[t] == pytest.approx(stats.percentileofscore(window, x[t], kind="rank") / 100)
         assert rank[t] == pytest.approx((x[t] - window.min()) / (window.max() - window.min()))
     assert pct[:19].isna().all() and np.isnan(pct[200])
+    flat = rolling_percentile(pd.Series(np.full(300, 16.0)))  # ties share their average rank (seed 004)
+    assert flat[299] == pytest.approx(stats.percentileofscore(np.full(252, 16.0), 16.0, kind="rank") / 100)
 
 
 def test_history_features_by_hand():

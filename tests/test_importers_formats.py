@@ -203,3 +203,16 @@ def test_cli_with_worker_processes_and_a_rates_file(tmp_path):
     assert serial.imported == 6
     assert Dataset(tmp_path / "p").read_chains("SPX").equals(Dataset(tmp_path / "s").read_chains("SPX"))
     assert Dataset(tmp_path / "p").meta["sources"][0]["rates"] == "rates file rates.csv"
+
+
+def test_roots_from_osi_symbols_are_found_in_the_string_buffers():
+    from backtest.importers.common import root_from_osi
+
+    symbols = pa.array(["skip", "SPXW190426C00800000", "SPY   210129P00345000", "spx190426c00800000",
+                        " SPXW190426P02900000 ", "VIX", "", None, "SPXW190426C00900000"])
+    underlying = pa.array(["SPX"] * len(symbols))
+    # a slice: the kernel must honour the array's offset into its buffers
+    roots = root_from_osi(symbols.slice(1), underlying.slice(1))
+    assert roots.to_pylist() == ["SPXW", "SPY", "SPX", "SPXW", "VIX", "SPX", "SPX", "SPXW"]
+    clean = root_from_osi(pa.array(["SPXW190426C00800000", "SPX190426C00800000", "SPXW190426P00800000"]), underlying)
+    assert pa.types.is_dictionary(clean.type) and clean.dictionary.to_pylist() == ["SPX", "SPXW"]

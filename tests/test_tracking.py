@@ -44,7 +44,7 @@ def make_structure(rank: int) -> StructureRecord:
         params={"fill": "cross", "commission": 0.65},
         in_sample={"sharpe": 1.5 - rank / 10, "n_trades": 80},
         out_of_sample={"sharpe": 1.0 - rank / 10, "n_trades": 30},
-        lockbox={"sharpe": 0.8 - rank / 10, "max_drawdown": -0.07},
+        lockbox={"sharpe_annual": 0.8 - rank / 10, "max_drawdown": -0.07},
         honesty={"dsr": 0.96, "pbo": 0.12, "passed": rank == 1},
         verdict="discovered" if rank == 1 else "rejected: DSR below 0.95",
         equity_curve=pd.DataFrame({"date": dates, "equity": equity, "daily_pnl": np.r_[0, np.diff(equity)]}),
@@ -64,6 +64,7 @@ def finish(sink: MlflowSink, n_structures: int = 2) -> None:
     report = {"experiment": sink.experiment, "discovered_structures": [{"rank": r} for r in range(1, n_structures + 1)]}
     evaluations = pd.DataFrame({"genome": [f"g{i}" for i in range(50)], "fold0_sharpe": np.linspace(-1, 1, 50)})
     sink.finish(report, evaluations, [make_structure(r) for r in range(1, n_structures + 1)])
+    sink.join(120)  # finish returns once the results are sent; the plots follow
 
 
 def check_everything_logged(client: MlflowClient, experiment: str, generations: int, n_structures: int,
@@ -152,7 +153,7 @@ def test_osd_top_against_a_server(server, logged):
                                               server.url, "--json"]).output)
     assert [item["rank"] for item in as_json] == [1, 2, 3]
     assert [item["dna"] for item in as_json] == [make_structure(r).dna for r in (1, 2, 3)]
-    assert as_json[0]["metrics"]["lockbox.sharpe"] == pytest.approx(0.7)
+    assert as_json[0]["metrics"]["lockbox.sharpe_annual"] == pytest.approx(0.7)
     assert {item["parent_run_id"] for item in as_json} == {logged.parent_run_id}
     bad = runner.invoke(main, ["top", "--experiment", "nope", "--tracking-uri", server.url])
     assert bad.exit_code != 0 and "unknown experiment 'nope'" in bad.output and "complete" in bad.output
@@ -237,6 +238,7 @@ def test_osd_top_on_the_local_default_store(tmp_path, monkeypatch):
     empty = MlflowSink("local", spool_dir=tmp_path / "spool")
     empty.start(make_config())
     empty.finish({"discovered_structures": []}, pd.DataFrame({"genome": []}), [])
+    assert empty.join(120)
     latest = runner.invoke(main, ["top", "--experiment", "local"])
     assert latest.exit_code == 0 and "reported no structures" in latest.output
     earlier = runner.invoke(main, ["top", "--experiment", "local", "--run", sink.parent_run_id, "--json"])

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from backtest.importers.source import CsvLayout, ImportFileError, input_label, read_csv_batches
+from backtest.importers.symbols_nb import osi_roots
 from backtest.schema import CHAIN_SCHEMA
 
 # Cash-settled index option classes with European exercise; everything else is taken as American
@@ -96,18 +97,31 @@ def clean_symbol(col) -> pa.Array:
 
 def root_from_osi(symbols, fallback: pa.Array) -> pa.Array:
     """Trading class from OSI-style symbols: the text before the 15-character yymmdd + C/P +
-    8-digit strike suffix (SPXW190426C00800000 -> SPXW, "SPY   210129P00345000" -> SPY). A
-    shorter value is taken to be the root itself; an empty one falls back to `fallback`."""
-    symbols = pc.utf8_trim_whitespace(text(symbols))
-    osi = pc.greater(pc.utf8_length(symbols), _OSI_SUFFIX)
-    roots = pc.if_else(osi, pc.utf8_trim_whitespace(pc.utf8_slice_codeunits(symbols, 0, -_OSI_SUFFIX)), symbols)
-    roots = pc.if_else(pc.equal(roots, ""), None, roots)
-    return pc.utf8_upper(pc.coalesce(roots, fallback))
+    8-digit strike suffix (SPXW190426C00800000 -> SPXW, "SPY   210129P00345000" -> SPY), upper
+    case. A shorter value is taken to be the root itself; an empty one falls back to `fallback`.
+    Dictionary-encoded: the roots are found from the string buffers by a numba kernel."""
+    col = text(symbols)
+    if not pa.types.is_string(col.type):
+        col = col.cast(pa.string())
+    _, offset_buffer, data_buffer = col.buffers()
+    offsets = np.frombuffer(offset_buffer, np.int32)[col.offset: col.offset + len(col) + 1]
+    data = np.frombuffer(data_buffer, np.uint8) if data_buffer is not None else np.zeros(0, np.uint8)
+    valid = col.is_valid().to_numpy(zero_copy_only=False)
+    codes, starts, lengths = osi_roots(offsets, data, valid, _OSI_SUFFIX)
+    names = [bytes(data[s: s + n]).decode("utf-8", errors="replace").upper() for s, n in zip(starts, lengths)]
+    distinct = sorted(set(names))
+    remap = np.array([distinct.index(name) for name in names], np.int32)
+    missing = codes < 0
+    indices = pa.array(np.where(missing, 0, remap[np.maximum(codes, 0)]), pa.int32(), mask=missing)
+    roots = pa.DictionaryArray.from_arrays(indices, pa.array(distinct, pa.string()))
+    if not missing.any():
+        return roots
+    fallback = fallback.combine_chunks() if isinstance(fallback, pa.ChunkedArray) else fallback
+    return pc.coalesce(roots.cast(pa.string()), text(fallback))
 
 
 def styles(roots: pa.Array) -> pa.Array:
-    european = pc.is_in(roots, value_set=pa.array(sorted(EUROPEAN_ROOTS)))
-    return pc.if_else(european, "E", "A")
+    return per_label(roots, lambda r: pc.if_else(pc.is_in(r, value_set=pa.array(sorted(EUROPEAN_ROOTS))), "E", "A"))
 
 
 def check_single_underlying(state: FileState, underlying: pa.Array, first_line: int) -> str:

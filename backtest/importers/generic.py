@@ -41,6 +41,7 @@ from backtest.errors import UserError
 from backtest.importers import common
 from backtest.importers.source import (
     DATE,
+    UNIQUE_TEXT,
     CsvLayout,
     ImportFileError,
     detect_date_format,
@@ -119,7 +120,7 @@ class GenericFormat(common.CsvFormat):
         cols = mapping.columns
         types = {
             "quote_date": DATE, "expiration": DATE, "strike": F64, "right": pa.string(), "bid": F64,
-            "ask": F64, "underlying_price": F64, "underlying": pa.string(), "option_symbol": pa.string(),
+            "ask": F64, "underlying_price": F64, "underlying": pa.string(), "option_symbol": UNIQUE_TEXT,
             "root": pa.string(), **{n: F64 for n in _OPTIONAL_NUMBERS},
         }
         required = {"quote_date", "expiration", "strike", "right", "bid", "ask", "underlying_price"}

@@ -20,45 +20,41 @@ GREEKS = ("delta", "gamma", "theta", "vega")
 
 
 def _floats(table: pa.Table, name: str) -> np.ndarray:
-    return table.column(name).fill_null(np.nan).to_numpy()
+    """A float column as a writable numpy array, null -> NaN."""
+    return np.array(table.column(name).fill_null(np.nan).to_numpy(), dtype=np.float64)
+
+
+def _days(table: pa.Table, name: str) -> np.ndarray:
+    return table.column(name).cast(pa.int32()).to_numpy()
 
 
 def add_greeks(chain: pa.Table, rates: RateSchedule, recompute: bool = False) -> pa.Table:
     if chain.num_rows == 0:
         return chain
-    iv_col = chain.column("iv")
-    if pc.any(pc.less_equal(iv_col, 0.0)).as_py():  # a vendor IV of 0 (or -1...) is no IV
-        iv_col = pc.if_else(pc.greater(iv_col, 0.0), iv_col, None)
-        chain = chain.set_column(chain.schema.get_field_index("iv"), "iv", iv_col)
-    names = ("iv", *GREEKS)
+    columns = {name: _floats(chain, name) for name in ("iv", *GREEKS)}
+    with np.errstate(invalid="ignore"):
+        columns["iv"][~(columns["iv"] > 0.0)] = np.nan  # a vendor IV of 0 (or -1...) is no IV
     if recompute:
-        todo = np.ones(chain.num_rows, dtype=bool)
+        todo = np.arange(chain.num_rows)
     else:
-        todo = np.zeros(chain.num_rows, dtype=bool)
-        for name in names:
-            if chain.column(name).null_count:
-                todo |= chain.column(name).is_null().to_numpy(zero_copy_only=False)
-        if not todo.any():
+        todo = np.flatnonzero(np.logical_or.reduce([np.isnan(v) for v in columns.values()]))
+        if not len(todo):
             return chain
-    rows = chain.filter(pa.array(todo)) if not todo.all() else chain
-    quote = rows.column("quote_date").cast(pa.int32()).to_numpy()
-    t = (rows.column("expiration").cast(pa.int32()).to_numpy() - quote) / pricing.YEAR_DAYS
-    spot, strike = _floats(rows, "underlying_price"), _floats(rows, "strike")
-    is_call = pc.equal(rows.column("right"), "C").to_numpy(zero_copy_only=False)
+    quote = _days(chain, "quote_date")[todo]
+    t = (_days(chain, "expiration")[todo] - quote) / pricing.YEAR_DAYS
+    spot, strike = _floats(chain, "underlying_price")[todo], _floats(chain, "strike")[todo]
+    is_call = pc.equal(chain.column("right"), "C").to_numpy()[todo]
     rate, div = rates.lookup(quote)
-    vendor_iv = _floats(rows, "iv")
-    iv = vendor_iv.copy()
-    engine = np.ones(len(iv), dtype=bool) if recompute else np.isnan(vendor_iv)
+    iv = columns["iv"][todo]
+    engine = np.ones(len(iv), dtype=bool) if recompute else np.isnan(iv)
     if engine.any():
-        mid = 0.5 * (_floats(rows, "bid") + _floats(rows, "ask"))
+        mid = 0.5 * (_floats(chain, "bid")[todo] + _floats(chain, "ask")[todo])
         iv[engine] = pricing.bs_implied_vol(is_call[engine], mid[engine], spot[engine], strike[engine],
                                             t[engine], rate[engine], div[engine])
     g = pricing.bs_greeks(is_call, spot, strike, t, rate, div, iv)
-    positions = np.flatnonzero(todo)
     for name, values in {"iv": iv, "delta": g.delta, "gamma": g.gamma, "theta": g.theta, "vega": g.vega}.items():
-        old = _floats(chain, name)
-        new = old.copy()
-        new[positions] = values if recompute else np.where(np.isnan(old[positions]), values, old[positions])
+        column = columns[name]
+        column[todo] = values if recompute else np.where(np.isnan(column[todo]), values, column[todo])
         # NaN -> null: where there is no number to give (e.g. expiration day, price out of bounds)
-        chain = chain.set_column(chain.schema.get_field_index(name), name, pa.array(new, pa.float64(), from_pandas=True))
+        chain = chain.set_column(chain.schema.get_field_index(name), name, pa.array(column, pa.float64(), from_pandas=True))
     return chain

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from backtest.importers import common
-from backtest.importers.source import DATE, CsvLayout, ImportFileError
+from backtest.importers.source import DATE, UNIQUE_TEXT, CsvLayout, ImportFileError
 
 F64 = pa.float64()
 MISSING_IV = -1.0
@@ -27,7 +27,7 @@ class IVolatilityFormat(common.CsvFormat):
     description = "iVolatility EOD Raw IV (IV of -1 = missing)"
     layout = CsvLayout(
         required={
-            "symbol": pa.string(), "date": DATE, "option symbol": pa.string(), "expiration": DATE,
+            "symbol": pa.string(), "date": DATE, "option symbol": UNIQUE_TEXT, "expiration": DATE,
             "strike": F64, "call/put": pa.string(), "ask": F64, "bid": F64, "stock price for iv": F64,
         },
         optional={

@@ -16,7 +16,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from backtest.importers import common
-from backtest.importers.source import DATE, CsvLayout
+from backtest.importers.source import DATE, UNIQUE_TEXT, CsvLayout
 
 F64 = pa.float64()
 
@@ -26,7 +26,7 @@ class LongFormat(common.CsvFormat):
     description = "HistoricalOptionData / Delta Neutral long CSV (one option per row)"
     layout = CsvLayout(
         required={
-            "underlying": pa.string(), "underlying_last": F64, "optionroot": pa.string(), "type": pa.string(),
+            "underlying": pa.string(), "underlying_last": F64, "optionroot": UNIQUE_TEXT, "type": pa.string(),
             "expiration": DATE, "quotedate": DATE, "strike": F64, "bid": F64, "ask": F64,
         },
         optional={

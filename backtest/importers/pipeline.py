@@ -57,9 +57,10 @@ from backtest.store import (
 from backtest.validate import validate_rows
 
 _SUFFIXES = (".gz", ".zip", ".csv", ".txt", ".parquet", ".pq")
-# the store's choice of dictionary and statistics columns; zstd level 1 writes faster than the
-# default level at nearly the same size
-PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 1, "use_dictionary": CHAIN_DICTIONARY_COLUMNS,
+# the store's choice of dictionary and statistics columns; snappy, as the synthetic generator
+# uses: on the SPX sample it writes ~2.5x faster than zstd level 1 (the import's largest cost
+# after the CSV parse) for files ~30% larger, and reads faster (BENCHMARKS.md, importers)
+PARQUET_OPTIONS = {"compression": "snappy", "use_dictionary": CHAIN_DICTIONARY_COLUMNS,
                    "write_statistics": CHAIN_STATISTICS_COLUMNS}
 
 
@@ -141,12 +142,15 @@ def whole_days(chunks: Iterable[Chunk], label: str) -> Iterator[tuple[pa.Table, 
                 "expected each quote date's rows together (sort the file by quote date)")
         table = chunk.chain if pending is None else pa.concat_tables([pending, chunk.chain])
         all_days = table.column("quote_date").cast(pa.int32()).to_numpy(zero_copy_only=False)
-        last = days[-1]
-        pending = table.filter(pa.array(all_days == last))
-        ready = all_days != last
-        if ready.any():
-            done.update(int(d) for d in np.unique(all_days[ready]))
-            yield table.filter(pa.array(ready)), records
+        last_day = all_days == days[-1]
+        first_of_last = int(np.argmax(last_day))
+        if last_day[first_of_last:].all():  # the last day's rows are the tail: cut without copying
+            pending, ready = table.slice(first_of_last), table.slice(0, first_of_last)
+        else:  # e.g. OptionsDX blocks: a block's calls, then its puts
+            pending, ready = table.filter(pa.array(last_day)), table.filter(pa.array(~last_day))
+        if ready.num_rows:
+            done.update(int(d) for d in np.unique(all_days[~last_day]))
+            yield ready, records
             records = 0
     if pending is not None:
         yield pending, records
@@ -166,10 +170,12 @@ class _PartWriter:
         if not good.num_rows:
             return
         underlying = good.column("underlying")[0].as_py()  # a block holds one underlying (one per file)
-        years = pc.year(good.column("quote_date")).to_numpy(zero_copy_only=False)
-        for year in np.unique(years):
-            self.chains.setdefault((underlying, int(year)), []).append(good.filter(pa.array(years == year)))
         days = good.column("quote_date").cast(pa.int32()).to_numpy(zero_copy_only=False)
+        years = days.astype("datetime64[D]").astype("datetime64[Y]").astype(np.int64) + 1970
+        distinct = np.unique(years)
+        for year in distinct:
+            part = good if len(distinct) == 1 else good.filter(pa.array(years == year))
+            self.chains.setdefault((underlying, int(year)), []).append(part)
         spot = good.column("underlying_price").to_numpy(zero_copy_only=False)
         _, first = np.unique(days, return_index=True)
         for i in first:

@@ -29,6 +29,9 @@ from backtest.errors import UserError
 
 BLOCK_SIZE = 8 << 20  # bytes of CSV text per parse block: bounds memory per worker
 DATE = pa.date32()  # marker type: a date column whose format is detected per file
+# marker type: text whose values are mostly distinct per row (option symbols), read as plain
+# strings; other text is dictionary-encoded while parsed, which costs more than it saves there
+UNIQUE_TEXT = pa.large_string()
 DATE_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%Y%m%d", "%d-%b-%Y", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M")
 NULL_VALUES = ["", " ", "NaN", "nan", "NA", "N/A", "null"]
 
@@ -90,14 +93,19 @@ def zip_members(path: str | Path) -> list[str]:
 
 
 def _head(path: Path, member: str | None, n_lines: int = 2) -> list[list[str]]:
-    """The first `n_lines` CSV records of an input (header and first data row)."""
+    """The first `n_lines` CSV records of an input (header and first data row), decompressing
+    only the first block or two of the file."""
     label = input_label(path, member)
+    head = b""
     try:
         with open_input(path, member) as stream:
-            text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
-            return [row for _, row in zip(range(n_lines), csv.reader(text))]
+            while head.count(b"\n") <= n_lines and (block := stream.read(1 << 16)):
+                head += block
+        # whole lines only, so that no multi-byte character is cut
+        text = (head if head.count(b"\n") <= n_lines else head[: head.rfind(b"\n") + 1]).decode("utf-8-sig")
     except (OSError, EOFError, UnicodeDecodeError, pa.ArrowInvalid) as exc:
         raise ImportFileError(f"{label}: cannot read ({_io_reason(exc)})") from None
+    return [row for _, row in zip(range(n_lines), csv.reader(io.StringIO(text, newline="")))]
 
 
 def _io_reason(exc: BaseException) -> str:
@@ -171,6 +179,8 @@ DICT_STRING = pa.dictionary(pa.int32(), pa.string())
 def _arrow_type(plan: CsvPlan, name: str) -> pa.DataType:
     # dates and labels repeat a lot: parse each distinct text once via dictionary encoding
     t = plan.types[name]
+    if t == UNIQUE_TEXT:
+        return pa.string()
     return DICT_STRING if t in (DATE, pa.string()) else t
 
 

@@ -70,7 +70,7 @@ class SymbolMarket:
         streams = np.random.SeedSequence(entropy=seed, spawn_key=(symbol_key(symbol),)).spawn(3)
         self._path_rng, self._bar_rng, self._quote_rng = (np.random.default_rng(s) for s in streams)
         self.steps = steps_for(self.profile.spot, quotes)
-        self.plants = _plant_matrix([p for p in plants if p.applies_to(symbol)])
+        self.plants = plant_matrix([p for p in plants if p.applies_to(symbol)])
         self._simulate()
         self._hulls: dict[dt.date, np.ndarray] = {}
         self._ratios = np.round(self.steps[::-1] / self.steps[0]).astype(np.int64)
@@ -237,7 +237,8 @@ def _repeated_string(value: str, n: int, *, dictionary: bool) -> pa.Array:
     return arr if dictionary else arr.cast(pa.string())
 
 
-def _plant_matrix(plants: Sequence[Plant]) -> np.ndarray:
+def plant_matrix(plants: Sequence[Plant]) -> np.ndarray:
+    """The plants as the rows ``synth_nb.plant_bump`` reads (also used to measure a structure's exposure)."""
     rows = [[p.right == "C", *p.dte, *p.abs_delta, sum(1 << REGIME_NAMES.index(r) for r in p.regimes),
              p.vol_points, p.taper_delta, p.taper_days] for p in plants]
     return np.array(rows, np.float64).reshape(len(rows), 9)

@@ -15,7 +15,7 @@ KEY_GENES = (
 )
 # (column, child-run metric) shown in the table
 METRIC_COLUMNS = (
-    ("oos_sharpe", "oos.sharpe"), ("lockbox_sharpe", "lockbox.sharpe"),
+    ("oos_sharpe", "oos.sharpe"), ("lockbox_sharpe", "lockbox.sharpe_annual"),
     ("dsr", "honesty.dsr"), ("pbo", "honesty.pbo"),
 )
 
@@ -33,7 +33,8 @@ def _genes(dna: dict) -> str:
 @click.option("--experiment", required=True, help="MLflow experiment (the discovery config's name).")
 @click.option("-n", "n", default=10, show_default=True, help="How many structures to show.")
 @click.option("--json", "as_json", is_flag=True,
-              help="Print a JSON list of {rank, dna, metrics, verdict, run_id}; `osd backtest --dna @FILE` reads it.")
+              help="Print a JSON list of {rank, dna, metrics, verdict, run_id, evaluation}; "
+                   "`osd backtest --dna @FILE` replays it.")
 @click.option("--tracking-uri", default=None,
               help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the local store in this directory).")
 @click.option("--run", "parent_run_id", default=None,

@@ -18,8 +18,10 @@ def rolling_rank(x: pd.Series, window: int = YEAR_WINDOW, min_periods: int = MIN
 
 
 def rolling_percentile(x: pd.Series, window: int = YEAR_WINDOW, min_periods: int = MIN_HISTORY) -> pd.Series:
-    """Share of the trailing window's valid values (today included) that are <= today's value."""
-    pct = x.rolling(window, min_periods=min_periods).rank(method="max", pct=True)
+    """Percentile rank of today's value in the trailing window (today included), as a share in
+    (0, 1]: ties share their average rank, as ``scipy.stats.percentileofscore(kind="rank") / 100``
+    (seed 004's definition), so a flat series sits near 0.5 rather than at 1."""
+    pct = x.rolling(window, min_periods=min_periods).rank(method="average", pct=True)
     return pct.where(x.notna())
 
 

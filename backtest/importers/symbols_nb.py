@@ -1,0 +1,65 @@
+"""Numba kernel: the trading class (root) of OSI-style option symbols, read straight from an
+Arrow string array's buffers, so that no per-row string is ever built (the symbols are mostly
+distinct per row, while their roots are a handful)."""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, inline="always")
+def _is_space(byte: int) -> bool:
+    return byte == 32 or 9 <= byte <= 13
+
+
+@njit(cache=True)
+def osi_roots(offsets, data, valid, suffix):
+    """Per row, the code of its root: the symbol without surrounding ASCII whitespace and, when
+    longer than `suffix` bytes, without its last `suffix` bytes (and the whitespace before them);
+    -1 where that leaves nothing or the row is null. Returns (codes, start, length) with each
+    distinct root's bytes at data[start[c]:start[c] + length[c]] (its first occurrence)."""
+    n = len(offsets) - 1
+    codes = np.full(n, -1, np.int32)
+    starts = np.empty(n, np.int64)
+    lengths = np.empty(n, np.int64)
+    n_roots = 0
+    last = -1
+    for i in range(n):
+        if not valid[i]:
+            continue
+        a = offsets[i]
+        b = offsets[i + 1]
+        while a < b and _is_space(data[a]):
+            a += 1
+        while b > a and _is_space(data[b - 1]):
+            b -= 1
+        if b - a > suffix:
+            b -= suffix
+            while b > a and _is_space(data[b - 1]):
+                b -= 1
+        length = b - a
+        if length == 0:
+            continue
+        code = -1
+        # rows come in runs of one root: try the previous row's first
+        for attempt in range(n_roots + 1):
+            r = last if attempt == 0 else attempt - 1
+            if r < 0 or lengths[r] != length:
+                continue
+            s = starts[r]
+            same = True
+            for j in range(length):
+                if data[s + j] != data[a + j]:
+                    same = False
+                    break
+            if same:
+                code = r
+                break
+        if code < 0:
+            starts[n_roots] = a
+            lengths[n_roots] = length
+            code = n_roots
+            n_roots += 1
+        codes[i] = code
+        last = code
+    return codes, starts[:n_roots], lengths[:n_roots]
