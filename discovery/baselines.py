@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from functools import partial
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -127,18 +128,25 @@ def compare(structures: Sequence[Mapping[str, Any]], baselines: Sequence[Mapping
         "discovery_beats_baselines": beats, "answer": answer}}
 
 
-def add_to_report(result: dict[str, Any], context: EvalContext, path: Path) -> None:
+def evaluate_baselines(context: EvalContext, paths: list[str]) -> list[dict[str, Any]]:
+    """Worker side (a ``map_fn`` task, where the market is): the lockbox span and the baselines
+    on it, for each dataset path (the run's one)."""
+    dates = market_for(context).index.dates
+    lo, hi = context.layout.lockbox
+    return [{"start": str(dates[lo]), "end": str(dates[hi - 1]), "entries": lockbox_baselines(context, Path(p))}
+            for p in paths]
+
+
+def add_to_report(result: dict[str, Any], context: EvalContext, path: Path, map_fn=map) -> None:
     """Put the lockbox baselines and the comparison into a discovery report (in place): a
-    ``baselines`` section and each reported structure's ``vs_baselines``."""
-    entries = lockbox_baselines(context, path)
-    comparison = compare(result["discovered_structures"], entries)
+    ``baselines`` section and each reported structure's ``vs_baselines``. The baselines run
+    through ``map_fn``, so on a cluster the driver never loads the market."""
+    ((section,),) = map_fn(partial(evaluate_baselines, context), [[str(path)]])
+    comparison = compare(result["discovered_structures"], section["entries"])
     for structure in result["discovered_structures"]:
         if structure["rank"] in comparison["per_structure"]:
             structure["vs_baselines"] = comparison["per_structure"][structure["rank"]]
-    dates = market_for(context).index.dates
-    lo, hi = context.layout.lockbox
-    result["baselines"] = {"start": str(dates[lo]), "end": str(dates[hi - 1]), "entries": entries,
-                           "comparison": comparison["summary"]}
+    result["baselines"] = {**section, "comparison": comparison["summary"]}
 
 
 def tracking_metrics(report: Mapping[str, Any]) -> dict[str, float]:

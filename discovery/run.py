@@ -158,7 +158,6 @@ def _discover(config: RunConfig, out_dir: Path, map_fn: MapFn, resume: bool,
     state = load_checkpoint(checkpoint, config.digest()) if resume else None
     path = dataset_path(config, progress)
     context = make_context(config, path)
-    market_for(context)  # load once on the driver: a serial map reuses it
     evaluate_batch, evaluate_detail = bind(context)
     space = SearchSpace.from_spec(config.space)
     search = Search(space, evaluate_batch, config.search, config.digest(), map_fn=map_fn,
@@ -177,7 +176,7 @@ def _discover(config: RunConfig, out_dir: Path, map_fn: MapFn, resume: bool,
     result = assess(config, search, reported, pbo_set, details, context, path)
     result["regime_refinement_trials"] = refined
     if config.report.baselines:
-        baselines.add_to_report(result, context, path)
+        baselines.add_to_report(result, context, path, map_fn)
     result["elapsed_s"] = round(time.perf_counter() - started, 2)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(result, out_dir / RESULT_FILE)

@@ -10,7 +10,9 @@ where each batch is a ``list[dict]`` of plain gene dicts (``SearchSpace.to_dict`
 keys named by the objectives (``fitness``, ``sharpe``, ``max_drawdown``, ``n_trades``).
 ``evaluate_batch`` must be picklable (a top-level function or a ``functools.partial`` of one) and
 deterministic, so the run is identical for any map (serial, process pool, Ray) and any number of
-workers: all randomness is drawn here, on the driver, from one ``random.Random(seed)``.
+workers: all randomness is drawn here, on the driver, from one ``random.Random(seed)``. It must
+also be elementwise (a genome's record never depends on its batch mates), so a map may regroup
+the genomes into batches of its own size.
 
 Every canonical genome is evaluated once per run (``cache``, keyed by ``SearchSpace.key``). After
 each generation the state is checkpointed (see ``save_checkpoint``) and ``on_generation(record)``
@@ -35,7 +37,7 @@ from backtest.errors import UserError
 from discovery.operators import make_toolbox
 from discovery.space import SearchSpace
 
-CHECKPOINT_FORMAT = "osd-discovery-checkpoint/1"
+CHECKPOINT_FORMAT = "osd-discovery-checkpoint/2"
 # Objective -> DEAP weight (maximise +1, minimise -1); max_drawdown is a positive loss share.
 OBJECTIVE_WEIGHTS = {"fitness": 1.0, "sharpe": 1.0, "max_drawdown": -1.0, "n_trades": 1.0}
 
@@ -51,12 +53,31 @@ class SearchState:
     population: list[tuple] = field(default_factory=list)
     cache: dict[str, dict] = field(default_factory=dict)   # key -> record (insertion = evaluation order)
     logbook: list[dict] = field(default_factory=list)
+    log_bytes: int = 0                        # length of the evaluation log that holds ``cache``
 
 
-def save_checkpoint(state: SearchState, path: Path) -> None:
-    """Atomic pickle of the search state (temp file in the same folder, then rename)."""
+def evaluation_log(path: Path) -> Path:
+    """The append-only log of evaluations that belongs to the checkpoint at ``path`` (named so that
+    it never passes for the checkpoint itself: k8s/discover-entry.sh resumes when one exists)."""
+    return path.with_name("evaluations-" + path.name)
+
+
+def save_checkpoint(state: SearchState, path: Path, logged: int) -> int:
+    """Checkpoint ``state`` in time proportional to the evaluations made since the last save.
+
+    The evaluations after the first ``logged`` cache entries are appended to the evaluation log
+    (one pickle frame per save, after ``state.log_bytes``, so the part an earlier checkpoint points
+    at is never rewritten); then the small state file (everything but the cache, plus the log's
+    length) is replaced atomically (temp file in the same folder, then rename). A crash at any
+    point leaves the previous checkpoint readable. Returns the number of cache entries logged.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format": CHECKPOINT_FORMAT, **state.__dict__}
+    with open(evaluation_log(path), "ab") as fh:
+        fh.truncate(state.log_bytes)  # drop a frame a crash left without its state file
+        pickle.dump(list(itertools.islice(state.cache.items(), logged, None)), fh, protocol=pickle.HIGHEST_PROTOCOL)
+        state.log_bytes = fh.tell()
+    payload = {"format": CHECKPOINT_FORMAT, **{k: v for k, v in state.__dict__.items() if k != "cache"},
+               "evaluations": len(state.cache)}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".checkpoint-", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -65,6 +86,7 @@ def save_checkpoint(state: SearchState, path: Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return len(state.cache)
 
 
 def load_checkpoint(path: Path, config_digest: str) -> SearchState:
@@ -81,7 +103,21 @@ def load_checkpoint(path: Path, config_digest: str) -> SearchState:
         raise UserError(f"cannot resume: {path} was written by a different config or seed "
                         f"(digest {payload['config_digest']}, this run {config_digest})")
     payload.pop("format")
-    return SearchState(**payload)
+    expected = payload.pop("evaluations")
+    log = evaluation_log(path)
+    cache: dict[str, dict] = {}
+    try:
+        with open(log, "rb") as fh:
+            while len(cache) < expected and fh.tell() < payload["log_bytes"]:
+                cache.update(pickle.load(fh))
+    except FileNotFoundError:
+        raise UserError(f"cannot resume: the evaluation log {log} of {path} is missing") from None
+    except (pickle.UnpicklingError, EOFError) as exc:
+        raise UserError(f"cannot resume: the evaluation log {log} is damaged ({exc})") from None
+    if len(cache) != expected:
+        raise UserError(f"cannot resume: the evaluation log {log} holds {len(cache)} evaluations, "
+                        f"the checkpoint {path} expects {expected}")
+    return SearchState(**payload, cache=cache)
 
 
 def _fitness_class(weights: tuple[float, ...]):
@@ -110,6 +146,7 @@ class Search:
         self.rng = random.Random(spec.seed)
         self.toolbox = make_toolbox(space, self.rng)
         self.state = SearchState(config_digest=config_digest)
+        self.logged = 0  # cache entries already in the checkpoint's evaluation log
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, genomes: list[tuple]) -> int:
@@ -240,13 +277,14 @@ class Search:
         record = self._record(generation, n_evals, time.perf_counter() - started, reinjected)
         self.state.logbook.append(record)
         if self.checkpoint_path is not None:
-            save_checkpoint(self.state, self.checkpoint_path)
+            self.logged = save_checkpoint(self.state, self.checkpoint_path, self.logged)
         if self.on_generation is not None:
             self.on_generation(record)
 
     def run(self, resume: SearchState | None = None) -> SearchState:
         if resume is not None:
             self.state = resume
+            self.logged = len(resume.cache)
             self.rng.setstate(resume.rng_state)
         else:
             started = time.perf_counter()

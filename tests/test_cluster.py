@@ -1,8 +1,12 @@
 """The Ray executor on a simulated three-node cluster (ray.cluster_utils.Cluster on 127.0.0.1):
 results identical to the serial executor, shards fetched once per node, and the same result after
 an evaluator is killed or a node is removed mid-run."""
+import dataclasses
+import itertools
 import os
+import random
 import time
+from functools import partial
 
 import pytest
 
@@ -11,8 +15,11 @@ from ray.cluster_utils import Cluster  # noqa: E402
 
 from backtest.errors import UserError  # noqa: E402
 from cluster.executor import RayExecutor  # noqa: E402
+from cluster.pool import task_plan  # noqa: E402
 from cluster.runtime import LOOPBACK_ENV, ray_session  # noqa: E402
-from discovery.run import discover  # noqa: E402
+from discovery.evaluate import evaluate_batch  # noqa: E402
+from discovery.run import dataset_path, discover, make_context  # noqa: E402
+from discovery.space import SearchSpace  # noqa: E402
 from tests.test_discover import small_config, without_timestamps  # noqa: E402,F401
 
 
@@ -36,6 +43,17 @@ def three_nodes():
     cluster.shutdown()
 
 
+def test_task_plan_cuts_large_tasks_first_then_smaller_ones_down_to_the_floor():
+    plan = task_plan(184, 2, seconds_per_item=0.003, min_task_seconds=0.05)  # floor: 17 items
+    assert [start for start, _ in plan] == list(itertools.accumulate([0] + [size for _, size in plan[:-1]]))
+    assert sum(size for _, size in plan) == 184
+    sizes = [size for _, size in plan]
+    assert sizes[0] == 46 and sizes == sorted(sizes, reverse=True), "a quarter of what is left, shrinking"
+    assert all(size >= 17 for size in sizes[:-1]), "never below the floor of measured work (but the rest)"
+    assert task_plan(5, 2, None, 0.1) == [(0, 2), (2, 1), (3, 1), (4, 1)], "unmeasured: no floor"
+    assert task_plan(0, 2, 0.01, 0.1) == []
+
+
 def _run(config, out, executor, on_generation=None):
     discover(config, out, map_fn=executor, on_generation=on_generation)
     return without_timestamps(out)
@@ -50,6 +68,17 @@ def test_identical_to_serial_and_one_fetch_per_node(three_nodes, small_planted_m
     # one evaluator per node (1 CPU each), so an evaluator's fetches are its node's fetches
     assert all(n == 1 for s in stats for n in s["fetches"].values()), "each node fetches each shard once"
     assert executor.overhead()["evaluation_s"] > 0
+
+
+def test_a_data_path_the_cluster_cannot_read_fails_fast_with_its_name(three_nodes, small_planted_market, tmp_path):
+    config = small_config(small_planted_market)
+    context = dataclasses.replace(make_context(config, dataset_path(config)), dataset=str(tmp_path / "gone"))
+    space = SearchSpace.from_spec(config.space)
+    genome = space.to_dict(space.random_genome(random.Random(0)))
+    t0 = time.perf_counter()
+    with pytest.raises(UserError, match=f"cannot load {tmp_path / 'gone'} on node"):
+        RayExecutor()(partial(evaluate_batch, context), [[genome]])
+    assert time.perf_counter() - t0 < 30
 
 
 def _after_first_generation(action):

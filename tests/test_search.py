@@ -9,7 +9,8 @@ import pytest
 from backtest.dna import StructureDNA
 from discovery import operators
 from discovery.config import SearchSpec, SpaceSpec
-from discovery.search import Search, load_checkpoint
+from backtest.errors import UserError
+from discovery.search import Search, evaluation_log, load_checkpoint
 from discovery.space import SearchSpace
 
 TARGET_TYPE = "put_credit_spread"
@@ -143,9 +144,24 @@ def test_resume_after_interruption_gives_the_identical_result(tmp_path):
     assert strip == [{k: v for k, v in r.items() if k not in ("elapsed_s", "evals_per_s")} for r in full.logbook]
 
 
+def test_checkpoints_append_only_new_evaluations_and_survive_a_torn_append(tmp_path):
+    sizes = []
+    log = evaluation_log(tmp_path / "checkpoint.pkl")
+    make_search(tmp_path, on_generation=lambda record: sizes.append(log.read_bytes())).run()
+    assert all(later.startswith(earlier) for earlier, later in zip(sizes, sizes[1:])), "the log is only appended to"
+    full = load_checkpoint(tmp_path / "checkpoint.pkl", "digest")
+    # a crash while appending the next generation leaves a torn frame after the checkpoint's part
+    with open(log, "ab") as fh:
+        fh.write(b"torn frame")
+    state = load_checkpoint(tmp_path / "checkpoint.pkl", "digest")
+    assert state.cache == full.cache and list(state.cache) == list(full.cache)
+    log.write_bytes(sizes[2])  # the log lost the frames the state file counts on
+    with pytest.raises(UserError, match="evaluation log"):
+        load_checkpoint(tmp_path / "checkpoint.pkl", "digest")
+
+
 def test_checkpoint_from_another_config_is_refused(tmp_path):
     make_search(tmp_path, generations=1).run()
-    from backtest.errors import UserError
     with pytest.raises(UserError, match="different config"):
         load_checkpoint(tmp_path / "checkpoint.pkl", "other")
 
@@ -175,3 +191,17 @@ def test_best_per_structure_gives_one_distinct_alternative_per_type():
     assert best[0] == search.hall_of_fame(1)[0]
     values = [search.weighted(g)[0] for g in best]
     assert values == sorted(values, reverse=True)
+
+
+def test_mean_distance_is_the_mean_per_gene_distance_over_pairs():
+    space = make_space()
+    rng = random.Random(1)
+    a, b = space.random_genome(rng), space.random_genome(rng)
+    # by hand: structure mismatch, numeric genes by share of their range, regime sets by Jaccard
+    parts = [float(a[0] != b[0])] + [abs(a[i] - b[i]) / g.span for i, g in enumerate(space.numeric, start=1)]
+    if space.evolve_regimes:
+        parts.append(1 - len(set(a[-1]) & set(b[-1])) / len(set(a[-1]) | set(b[-1])))
+    expected = sum(parts) / len(parts)
+    assert space.diversity([a, b])["mean_distance"] == pytest.approx(expected)
+    # three genomes: the mean over the three pairs, and a genome is at distance 0 from itself
+    assert space.diversity([a, b, a])["mean_distance"] == pytest.approx(2 * expected / 3)
