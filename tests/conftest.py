@@ -84,3 +84,15 @@ def serial_run(small_planted_market, tmp_path_factory) -> Path:
     sink = MlflowSink("small", tracking_uri=fresh_sqlite_store(out / "mlflow.db"), spool_dir=out / "spool")
     discover(small_config(small_planted_market), out, sink=sink)
     return out
+
+
+class Interrupted(Exception):
+    """Raised by :func:`interrupt_after` to stop a search mid-run, as Ctrl-C would."""
+
+
+def interrupt_after(generation: int):
+    """An ``on_generation`` hook that interrupts the run once ``generation`` is done."""
+    def hook(record):
+        if record["generation"] == generation:
+            raise Interrupted
+    return hook

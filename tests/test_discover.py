@@ -18,6 +18,7 @@ from discovery.recovery import recovery, recovery_config, small_market
 from discovery.run import RESULT_FILE, discover, make_context
 from models.features.rolling import rolling_percentile
 from models.gates import IVPercentileGate
+from tests.conftest import Interrupted, interrupt_after
 
 PLANT = [{
     "name": "rich_calm_puts",
@@ -60,15 +61,8 @@ def test_identical_with_a_two_process_pool(small_planted_market, serial_run, tmp
 
 
 def test_resume_after_generation_1_gives_the_identical_result(small_planted_market, serial_run, tmp_path):
-    class Interrupted(Exception):
-        pass
-
-    def interrupt(record):
-        if record["generation"] == 1:
-            raise Interrupted
-
     with pytest.raises(Interrupted):
-        discover(small_config(small_planted_market), tmp_path, on_generation=interrupt)
+        discover(small_config(small_planted_market), tmp_path, on_generation=interrupt_after(1))
     assert not (tmp_path / RESULT_FILE).exists()
     discover(small_config(small_planted_market), tmp_path, resume=True)
     assert without_timestamps(tmp_path) == without_timestamps(serial_run)

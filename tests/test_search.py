@@ -12,6 +12,7 @@ from discovery.config import SearchSpec, SpaceSpec
 from backtest.errors import UserError
 from discovery.search import Search, evaluation_log, load_checkpoint
 from discovery.space import SearchSpace
+from tests.conftest import Interrupted, interrupt_after
 
 TARGET_TYPE = "put_credit_spread"
 
@@ -126,15 +127,8 @@ def test_identical_with_serial_and_process_pool_maps():
 def test_resume_after_interruption_gives_the_identical_result(tmp_path):
     full = make_search().run()
 
-    class Interrupt(Exception):
-        pass
-
-    def stop_after_3(record):
-        if record["generation"] == 3:
-            raise Interrupt
-
-    with pytest.raises(Interrupt):
-        make_search(tmp_path, on_generation=stop_after_3).run()
+    with pytest.raises(Interrupted):
+        make_search(tmp_path, on_generation=interrupt_after(3)).run()
     state = load_checkpoint(tmp_path / "checkpoint.pkl", "digest")
     assert state.generation == 3
     resumed = make_search(tmp_path).run(resume=state)
