@@ -245,6 +245,17 @@ def test_osd_top_on_the_local_default_store(tmp_path, monkeypatch):
     assert [item["rank"] for item in json.loads(earlier.output)] == [1, 2]
 
 
+def test_osd_top_names_when_a_structure_trades():
+    from discovery.cli.top import _conditions
+
+    evaluation = {"regimes": ["calm", "stressed"]}
+    assert _conditions({"entry_regime": None}, evaluation) == "always"
+    assert _conditions({"entry_regime": [0]}, evaluation) == "regime calm"
+    assert _conditions({"entry_regime": [0, 1], "min_iv_percentile": 20.0, "max_iv_percentile": 80.0},
+                       evaluation) == "regime calm,stressed IV pct 20-80"
+    assert _conditions({"entry_regime": [1]}, None) == "regime 1"  # no labels logged: the code
+
+
 def test_osd_top_bad_input_fails_fast_with_one_line():
     runner = CliRunner()
     t0 = time.monotonic()

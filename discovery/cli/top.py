@@ -29,6 +29,19 @@ def _genes(dna: dict) -> str:
                     for names, text in KEY_GENES if all(name in used and name in dna for name in names))
 
 
+def _conditions(dna: dict, evaluation: dict | None) -> str:
+    """When the structure trades: its regime set (named by the run's regime labels) and IV band."""
+    parts = []
+    codes = dna.get("entry_regime")
+    if codes is not None:
+        labels = (evaluation or {}).get("regimes")
+        parts.append("regime " + ",".join(labels[c] if labels and c < len(labels) else str(c) for c in codes))
+    low, high = dna.get("min_iv_percentile", 0.0), dna.get("max_iv_percentile", 100.0)
+    if (low, high) != (0.0, 100.0):
+        parts.append(f"IV pct {low:g}-{high:g}")
+    return " ".join(parts) or "always"
+
+
 @click.command()
 @click.option("--experiment", required=True, help="MLflow experiment (the discovery config's name).")
 @click.option("-n", "n", default=10, show_default=True, help="How many structures to show.")
@@ -54,6 +67,7 @@ def top(experiment: str, n: int, as_json: bool, tracking_uri: str | None, parent
         return
     table = pd.DataFrame([
         {"rank": s.rank, "structure": s.dna.get("structure_type", "?"), "genes": _genes(s.dna),
+         "when": _conditions(s.dna, s.evaluation),
          **{column: s.metrics.get(metric) for column, metric in METRIC_COLUMNS},
          "verdict": s.verdict}
         for s in structures
