@@ -5,6 +5,7 @@ Only for the validation tests and benchmark: it maps the samples' columns and no
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pyarrow as pa
@@ -12,6 +13,10 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from backtest.schema import CHAIN_SCHEMA, conform
+from discovery.cli.bench import SuiteUnavailable
+
+SHARED = Path(os.environ.get("OSD_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+SPX_SAMPLE_DIR = SHARED / "data" / "real" / "spx-2019q2-cboe-delayed"
 
 _DATE = pa.timestamp("s")
 _COLUMN_TYPES = {
@@ -22,6 +27,15 @@ _COLUMN_TYPES = {
     "theta": pa.float64(), "vega": pa.float64(),  # only in the SPY sample
 }
 _EUROPEAN_ROOTS = {"SPX", "SPXW"}
+
+
+def spx_sample_files() -> list[Path]:
+    """The SPX 2019 sample's daily files, in date order. Where the shared data are absent (a
+    container build, a checkout without ../shared) the suite cannot run: SuiteUnavailable."""
+    files = sorted(SPX_SAMPLE_DIR.glob("SPX_*.csv.gz"))
+    if not files:
+        raise SuiteUnavailable(f"SPX sample not found in {SPX_SAMPLE_DIR} (set OSD_SHARED)")
+    return files
 
 
 def read_long_sample(path: str | Path) -> pa.Table:

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-SHARED = Path(os.environ.get("OSD_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-SPX_DIR = SHARED / "data" / "real" / "spx-2019q2-cboe-delayed"
+from benchmarks._long_sample import spx_sample_files
+
 RATE, DIV = 0.024, 0.019
 BRENTQ_SAMPLE = 2000
 
@@ -241,9 +241,7 @@ def _brentq_rate(inputs) -> float:
 
 def run(quick: bool) -> dict:
     _single_core()
-    files = sorted(SPX_DIR.glob("SPX_*.csv.gz"))
-    if not files:
-        raise FileNotFoundError(f"SPX sample not found in {SPX_DIR} (set OSD_SHARED)")
+    files = spx_sample_files()
     files = files[:5] if quick else files
     tmp = Path(tempfile.mkdtemp(prefix="bench-importers-"))
     rounds = 1 if quick else 3

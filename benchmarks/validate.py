@@ -26,18 +26,10 @@ from backtest.validate import (
     validate_dataset,
     validate_rows,
 )
-from benchmarks._long_sample import read_long_sample
+from benchmarks._long_sample import SPX_SAMPLE_DIR, read_long_sample, spx_sample_files
 
-SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "spx-2019q2-cboe-delayed"
 # around Independence Day 2019: the holiday copy gives the baseline real defects to agree on
 BASELINE_DAYS = ("20190703", "20190704", "20190705")
-
-
-def _sample_dir() -> Path:
-    import os
-
-    shared = os.environ.get("OSD_SHARED")
-    return Path(shared) / "data" / "real" / "spx-2019q2-cboe-delayed" if shared else SAMPLE
 
 
 # --------------------------------------------------------------------------- pandas baseline
@@ -215,9 +207,7 @@ def _timed(fn, repeat: int):
 
 
 def run(quick: bool = False) -> dict:
-    files = sorted(_sample_dir().glob("*.csv.gz"))
-    if not files:
-        raise FileNotFoundError(f"SPX sample not found under {_sample_dir()} (set OSD_SHARED)")
+    files = spx_sample_files()
     if quick:
         files = files[:4]
     repeat = 1 if quick else 3
@@ -225,7 +215,7 @@ def run(quick: bool = False) -> dict:
     validate_rows(table.slice(0, 1000), source="warm-up")  # numba kernels compiled or loaded
     result, ours_s, ours_cpu = _timed(lambda: validate_rows(table, source="spx"), repeat)
 
-    subset = pa.concat_tables([read_long_sample(_sample_dir() / f"SPX_{d}.csv.gz") for d in BASELINE_DAYS])
+    subset = pa.concat_tables([read_long_sample(SPX_SAMPLE_DIR / f"SPX_{d}.csv.gz") for d in BASELINE_DAYS])
     ours_subset, ours_subset_s, _ = _timed(lambda: validate_rows(subset, source="spx"), repeat)
     frame = subset.to_pandas()
     baseline, baseline_s, _ = _timed(lambda: _pandas_checks(frame), 1)
