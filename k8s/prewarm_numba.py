@@ -9,7 +9,9 @@ modules alone caches only kernels declared with explicit signatures. This script
    calls the kernels with the types a real run uses and so writes their cache entries (suites
    that need the real-data samples of ../shared, absent from the build context, are skipped
    and named);
-3. reports, per cache-enabled kernel, whether a cache index now exists, so a kernel that no
+3. synthesizes, validates and summarises a small market through ``osd data`` (the data kernels
+   a cluster run uses when it synthesizes or checks its market);
+4. reports, per cache-enabled kernel, whether a cache index now exists, so a kernel that no
    benchmark exercises is named in the build log instead of silently compiling on the cluster.
 
 Whatever kernels and suites exist are found at build time; nothing here names a module.
@@ -20,6 +22,7 @@ import importlib
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from numba.core.dispatcher import Dispatcher
@@ -63,6 +66,13 @@ def main() -> int:
         subprocess.run([sys.executable, "-m", "discovery", "bench", "--quick", "--skip-unavailable"], check=True)
     else:
         print("prewarm: no benchmark suites found in benchmarks/", flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="osd-prewarm-") as tmp:
+        market = str(Path(tmp) / "market")
+        print("prewarm: osd data synth, validate and stats on one quarter of a synthetic market", flush=True)
+        for args in (["synth", "--out", market, "--start", "2021-01-04", "--end", "2021-03-31"],
+                     ["validate", market], ["stats", market]):
+            subprocess.run([sys.executable, "-m", "discovery", "data", *args], check=True, stdout=subprocess.DEVNULL)
 
     index_names = [p.name for p in cache_dir.rglob("*.nbi")]
     cold = [f"{stem}.{qualname}" for stem, qualname in kernels
