@@ -264,15 +264,23 @@ def _is_number(v: Any) -> bool:
     return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
 
 
+# (gene, low, high, integer gene) in GENE_BOUNDS order
+_BOUNDS = tuple((name, low, high, kind is int) for name, (low, high, kind) in GENE_BOUNDS.items())
+
+
 def validate(dna: StructureDNA) -> list[str]:
-    """Every problem with the genome (empty when it can be backtested)."""
+    """Every problem with the genome (empty when it can be backtested). Runs for every genome of
+    every ``run_many`` call, so the common case (plain numbers in range, no problem) is kept short."""
     problems, bad = [], set()
-    for name, (low, high, kind) in GENE_BOUNDS.items():
+    for name, low, high, integer in _BOUNDS:
         value = getattr(dna, name)
+        kind = type(value)
+        if (kind is int or (kind is float and not integer)) and low <= value <= high:
+            continue  # NaN and infinities fail the range test and get their message below
         if value is None and name in OPTIONAL_GENES:
             bad.add(name)  # off: no relation to check
             continue
-        if kind is int and not _is_int(value):
+        if integer and not _is_int(value):
             problems.append(f"{name}: {value!r} is not an integer")
         elif not _is_number(value):
             problems.append(f"{name}: {value!r} is not a number")
@@ -282,26 +290,27 @@ def validate(dna: StructureDNA) -> list[str]:
             continue
         bad.add(name)
 
-    def relation(ok: bool, *names: str, message: str) -> None:
-        if not bad.intersection(names) and not ok:
-            problems.append(message)
+    def broken(ok: bool, *names: str) -> bool:
+        """A relation that fails between genes that are each valid (messages are only formatted
+        for these)."""
+        return not bad.intersection(names) and not ok
 
     d = dna
-    relation(d.front_dte_min <= d.front_dte_max, "front_dte_min", "front_dte_max",
-             message=f"front_dte_min ({d.front_dte_min}) > front_dte_max ({d.front_dte_max})")
-    relation(d.back_dte_min <= d.back_dte_max, "back_dte_min", "back_dte_max",
-             message=f"back_dte_min ({d.back_dte_min}) > back_dte_max ({d.back_dte_max})")
-    relation(d.structure_type not in TWO_EXPIRY_TYPES or d.back_dte_min > d.front_dte_max,
-             "back_dte_min", "front_dte_max",
-             message=f"back month not after front month: back_dte_min ({d.back_dte_min}) must exceed "
-                     f"front_dte_max ({d.front_dte_max}) for {d.structure_type.value}")
-    relation(d.min_iv_percentile <= d.max_iv_percentile, "min_iv_percentile", "max_iv_percentile",
-             message=f"min_iv_percentile ({d.min_iv_percentile}) > max_iv_percentile ({d.max_iv_percentile})")
-    relation(d.dte_exit is None or d.dte_exit < d.front_dte_max, "dte_exit", "front_dte_max",
-             message=f"dte_exit ({d.dte_exit}) must be below front_dte_max ({d.front_dte_max}), "
-                     "or every position would exit the day after entry")
-    relation(d.max_position_pct <= d.max_total_risk_pct, "max_position_pct", "max_total_risk_pct",
-             message=f"max_position_pct ({d.max_position_pct}) > max_total_risk_pct ({d.max_total_risk_pct})")
+    if broken(d.front_dte_min <= d.front_dte_max, "front_dte_min", "front_dte_max"):
+        problems.append(f"front_dte_min ({d.front_dte_min}) > front_dte_max ({d.front_dte_max})")
+    if broken(d.back_dte_min <= d.back_dte_max, "back_dte_min", "back_dte_max"):
+        problems.append(f"back_dte_min ({d.back_dte_min}) > back_dte_max ({d.back_dte_max})")
+    if broken(d.structure_type not in TWO_EXPIRY_TYPES or d.back_dte_min > d.front_dte_max,
+              "back_dte_min", "front_dte_max"):
+        problems.append(f"back month not after front month: back_dte_min ({d.back_dte_min}) must exceed "
+                        f"front_dte_max ({d.front_dte_max}) for {d.structure_type.value}")
+    if broken(d.min_iv_percentile <= d.max_iv_percentile, "min_iv_percentile", "max_iv_percentile"):
+        problems.append(f"min_iv_percentile ({d.min_iv_percentile}) > max_iv_percentile ({d.max_iv_percentile})")
+    if broken(d.dte_exit is None or d.dte_exit < d.front_dte_max, "dte_exit", "front_dte_max"):
+        problems.append(f"dte_exit ({d.dte_exit}) must be below front_dte_max ({d.front_dte_max}), "
+                        "or every position would exit the day after entry")
+    if broken(d.max_position_pct <= d.max_total_risk_pct, "max_position_pct", "max_total_risk_pct"):
+        problems.append(f"max_position_pct ({d.max_position_pct}) > max_total_risk_pct ({d.max_total_risk_pct})")
     if dna.entry_regime is not None:
         if not isinstance(dna.entry_regime, tuple) or not all(_is_int(r) for r in dna.entry_regime):
             problems.append(f"entry_regime: {dna.entry_regime!r} must be a list of integers")

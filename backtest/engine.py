@@ -206,8 +206,10 @@ def run_many(
     dates, o = _kernel(list(dnas), index, start, end, costs, entry_masks, record_legs=legs)
     n = o["n_trades"]
     genome = np.repeat(np.arange(len(n)), n)
-    slot = np.concatenate([np.arange(k) for k in n]) if len(n) else np.zeros(0, dtype=np.int64)
-    pick = lambda name: o[name][genome, slot]  # noqa: E731 - flat view of the trade buffers
+    # trade k of genome g sits at row g x days + k of the buffers seen as one long (rows, ...)
+    # array: one 1-D gather per field (a 2-D fancy index per field took 4 ms for 64 genomes)
+    flat = np.arange(int(n.sum())) + np.repeat(np.arange(len(n)) * len(dates) - (np.cumsum(n) - n), n)
+    pick = lambda name: o[name].reshape(-1, *o[name].shape[2:])[flat]  # noqa: E731
     return ManyResult(
         dates=dates, equity=o["equity"], daily_pnl=o["daily_pnl"],
         open_positions=o["open_positions"], n_trades=n, quote_gaps=o["quote_gaps"],

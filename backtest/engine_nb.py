@@ -4,6 +4,11 @@
 the days in order: mark open positions, settle expired legs, apply exits, then consider one
 entry. The Python API in :mod:`backtest.engine` packs genomes and costs into the flat parameter
 vectors whose layout is defined here.
+
+``build_legs``, ``risk_per_unit`` and ``_close_leg`` are inlined into the day loop: a call passes
+each array as seven values and reference-counts it, which cost ~10% of the loop (measured, with
+no change in compile time); inlining the |delta| search and expiration choice as well ran slower
+and compiled 50% longer (BENCHMARKS.md).
 """
 from __future__ import annotations
 
@@ -187,7 +192,7 @@ def find_strike(strike, lo, hi, k):
 # --------------------------------------------------------------------------- structure building
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def build_legs(params, k, d, days, day_group_start, group_expiration, group_row_start, group_put_start,
                group_monotone, strike, delta, leg_row, leg_qty, leg_group):
     """Fill leg_row/leg_qty (long +1, short -1)/leg_group with the legs of genome k (row of
@@ -306,7 +311,7 @@ def naked_margin(is_call, premium, k, spot, pct, floor_pct):
     return premium + max(pct * spot - otm, floor_pct * (spot if is_call else k))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def risk_per_unit(st, n, strikes, calls, qtys, fills, entry_cash, spot, european, cst):
     """Capital at risk of one structure in price units: the max loss for defined-risk structures,
     Reg-T margin for naked shorts. <= 0 means it cannot be sized."""
@@ -337,7 +342,7 @@ def risk_per_unit(st, n, strikes, calls, qtys, fills, entry_cash, spot, european
 # --------------------------------------------------------------------------- the day loop
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _close_leg(q, i, price, day_idx, qty, cost_per_contract, pos_contracts, pos_cash, leg_open,
                leg_exit_price, leg_exit_day, mult):
     """Close leg i of position q at price (per unit); returns the cash it brings."""
