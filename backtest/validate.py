@@ -61,6 +61,7 @@ from backtest.store import (
     StoreError,
     date_to_days,
     days_to_date,
+    packed_order,
     sort_chains,
 )
 from backtest.validate_nb import (
@@ -282,14 +283,9 @@ def _sort_order(underlying, quote_date, root, expiration, right, strike) -> np.n
         milli = np.rint(strike * 1000.0)
         packable = bool(n) and np.isfinite(strike).all() and (np.abs(strike * 1000.0 - milli) <= 1e-4).all()
     if packable:
-        fields = [underlying, quote_date, root, expiration, right.astype(np.int64) + 1, milli.astype(np.int64)]
-        lows = [int(f.min()) for f in fields]
-        bits = [max(int(f.max()) - low, 0).bit_length() for f, low in zip(fields, lows)]
-        if sum(bits) <= 63:
-            key = np.zeros(n, np.int64)
-            for f, low, b in zip(fields, lows, bits):
-                key = (key << b) | (f.astype(np.int64) - low)
-            return np.argsort(key, kind="stable")
+        order = packed_order([underlying, quote_date, root, expiration, right, milli.astype(np.int64)])
+        if order is not None:
+            return order
     keys = pa.table({
         "underlying": underlying, "quote_date": quote_date, "root": root, "expiration": expiration,
         "right": right, "strike": strike,

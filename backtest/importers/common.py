@@ -160,8 +160,14 @@ def chain_table(n: int, columns: dict[str, pa.Array | pa.ChunkedArray | np.ndarr
         if col is None:
             col = pa.nulls(n, f.type)
         elif isinstance(col, np.ndarray):
-            col = pa.array(col).view(pa.date32()) if col.dtype == np.int32 else pa.array(
-                col, pa.float64(), from_pandas=f.name not in REQUIRED_FLOATS)
+            if col.dtype == np.int32:
+                col = pa.array(col).view(pa.date32())
+            elif f.name in REQUIRED_FLOATS:
+                col = pa.array(col)  # zero copy: NaN stays NaN
+            else:
+                col = pa.array(col, pa.float64(), from_pandas=True)  # NaN -> null
+            arrays.append(col if f.type == col.type else col.cast(f.type))
+            continue
         if isinstance(col, pa.ChunkedArray):
             col = col.combine_chunks()
         if f.name in FLOAT_COLUMNS:

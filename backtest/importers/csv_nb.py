@@ -20,6 +20,8 @@ from backtest.importers.symbols_nb import intern_span, osi_root_span, trim_span
 
 SKIP, NUMBER, DATE, UNDERLYING, OSI_SYMBOL, RIGHT = range(6)
 MDY, YMD_DASH, YMD = range(3)  # date formats parsed here: %m/%d/%Y, %Y-%m-%d, %Y%m%d
+OTHER, EXACT, LONG_DECIMAL = range(3)  # how a number field was read
+LONG_DECIMAL_WIDTH = 32
 OK, COLUMN_COUNT, EMPTY, BAD_RIGHT, UNDERLYING_CHANGES, DEFERRED_FULL = range(6)  # error codes
 CALL, PUT = 0, 1
 
@@ -53,8 +55,9 @@ def _ends(data, i, n):
 
 @njit
 def _number(data, a, n, pow10):
-    """Read the field at data[a]: (its end, value, ok), ok when the field is [-]digits[.digits]
-    with 1 to 15 digits (value exact), else value NaN."""
+    """Read the field at data[a]: (its end, value, status): EXACT when the field is
+    [-]digits[.digits] with 1 to 15 digits (value exact), LONG_DECIMAL when it has that form with
+    more digits (up to LONG_DECIMAL_WIDTH bytes; value NaN), else OTHER (value NaN)."""
     i = a
     negative = i < n and data[i] == 45
     if negative:
@@ -74,12 +77,14 @@ def _number(data, a, n, pow10):
         elif x == _COMMA or x == _NEWLINE or _line_end_cr(data, i, n):
             break
         else:
-            return _field_end(data, i, n), np.nan, False
+            return _field_end(data, i, n), np.nan, OTHER
         i += 1
-    if digits == 0 or digits > 15:
-        return i, np.nan, False
+    if digits == 0:
+        return i, np.nan, OTHER
+    if digits > 15:
+        return i, np.nan, LONG_DECIMAL if i - a <= LONG_DECIMAL_WIDTH else OTHER
     value = mantissa / pow10[decimals]
-    return i, (-value if negative else value), True
+    return i, (-value if negative else value), EXACT
 
 
 @njit
@@ -164,7 +169,7 @@ def parse_block(data, kinds, slots, n_numbers, n_dates, date_formats, osi_suffix
     (rows, numbers[n_numbers, rows] float64 (NaN where deferred), dates[n_dates, rows] int32
     (deferred: -1), rights int8, root codes int32 (-1: none), root starts, root lengths,
     underlying span (start, end) of the first row (cleaned: trimmed, no leading ^),
-    deferred tokens as rows of (row, line, column, start, end), lines read,
+    deferred tokens as rows of (row, line, column, start, end, status), lines read,
     error (code, line, column, fields on that line)), lines counted from 0 at data[0].
     """
     n = len(data)
@@ -197,16 +202,17 @@ def parse_block(data, kinds, slots, n_numbers, n_dates, date_formats, osi_suffix
         while True:  # the fields of one line
             kind = kinds[column] if column < n_columns else SKIP
             slot = slots[column] if column < n_columns else 0
-            ok = True
+            status = EXACT
             if kind == NUMBER:
-                b, value, ok = _number(data, a, n, _POW10)
+                b, value, status = _number(data, a, n, _POW10)
                 numbers[slot, row] = value
             elif kind == DATE:
                 b, day, ok = _date(data, a, n, date_formats[slot], _MONTH_DAYS)
                 dates[slot, row] = day
+                status = EXACT if ok else OTHER
             else:
                 b = _field_end(data, a, n)
-            if not ok:
+            if status != EXACT:
                 if b > a and _line_end_cr(data, b - 1, n):
                     b -= 1
                 if n_deferred == len(deferred):
@@ -217,6 +223,7 @@ def parse_block(data, kinds, slots, n_numbers, n_dates, date_formats, osi_suffix
                 deferred[n_deferred, 2] = column
                 deferred[n_deferred, 3] = a
                 deferred[n_deferred, 4] = b
+                deferred[n_deferred, 5] = status
                 n_deferred += 1
             elif kind > DATE:
                 s, e = trim_span(data, a, b)

@@ -148,6 +148,15 @@ def fixed_blocks(path: str | Path, member: str | None, layout: CsvLayout, column
         raise ImportFileError(f"{path}: not a valid zip archive ({exc})") from None
 
 
+def _long_decimals(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """float64 values of the plain decimal texts data[starts[i]:ends[i]] (each at most
+    LONG_DECIMAL_WIDTH bytes), gathered into fixed-width byte strings without a Python loop."""
+    offsets = np.arange(csv_nb.LONG_DECIMAL_WIDTH)
+    index = starts[:, None] + offsets
+    chars = np.where(index < ends[:, None], data[np.minimum(index, len(data) - 1)], 0).astype(np.uint8)
+    return chars.view(f"S{csv_nb.LONG_DECIMAL_WIDTH}").ravel().astype(np.float64)
+
+
 def _nulls(texts: pa.Array) -> pa.Array:
     """Texts with the CSV reader's null values (NULL_VALUES) as nulls."""
     return pc.if_else(pc.is_in(texts, value_set=_NULL_TEXTS), pa.scalar(None, pa.string()), texts)
@@ -172,7 +181,7 @@ class _BlockReader:
                 kinds[plan.names.index(name)], slots[plan.names.index(name)] = kind, slot
         self.kinds, self.slots = kinds, slots
         self.date_codes = np.array([_DATE_CODES[plan.date_formats[n]] for n in self.dates], np.int64)
-        self.deferred = np.empty((1024, 5), np.int64)  # (row, line, column, start, end) of deferred tokens
+        self.deferred = np.empty((1024, 6), np.int64)  # (row, line, column, start, end, status) of deferred tokens
 
     def raw_name(self, column: int) -> str:
         return self.plan.raw_names[column].strip()
@@ -189,11 +198,12 @@ class _BlockReader:
             code, error_line, column, fields = (int(v) for v in error)
             if code != csv_nb.DEFERRED_FULL:
                 break
-            self.deferred = np.empty((2 * len(self.deferred), 5), np.int64)
+            self.deferred = np.empty((2 * len(self.deferred), 6), np.int64)
         if under_a >= 0:
             self._check_underlying(bytes(data[under_a:under_b]).decode("utf-8", "replace").upper(), line)
         if len(deferred):  # before a kernel error: a deferred token on an earlier line comes first
-            self._convert_deferred(block, deferred, numbers, dates, line, None if code == csv_nb.OK else error_line)
+            self._convert_deferred(block, data, deferred, numbers, dates, line,
+                                   None if code == csv_nb.OK else error_line)
         if code != csv_nb.OK:
             self._raise(code, data, line, error_line, column, fields)
         underlying = self.state.underlying or ""
@@ -222,14 +232,20 @@ class _BlockReader:
         found = value.lstrip("^").upper()
         raise underlying_changes_error(self.label, line, self.state.underlying or found, found)
 
-    def _convert_deferred(self, block: bytes, deferred, numbers, dates, line, stop_line) -> None:
-        """Convert the tokens the kernel left (rows of row, line, column, start, end) in place,
-        with Arrow's parsers; a bad one raises naming its line (unless a kernel error on
-        `stop_line` comes first)."""
+    def _convert_deferred(self, block: bytes, data: np.ndarray, deferred, numbers, dates, line, stop_line) -> None:
+        """Convert the tokens the kernel left (rows of row, line, column, start, end, status) in
+        place: plain decimals with too many digits for the kernel's exact path by numpy (correctly
+        rounded, as Arrow's parser is), others with Arrow's parsers; a bad one raises naming its
+        line (unless a kernel error on `stop_line` comes first)."""
+        if stop_line is not None:
+            deferred = deferred[deferred[:, 1] < stop_line]
+        long = deferred[:, 5] == csv_nb.LONG_DECIMAL
+        if long.any():
+            tokens = deferred[long]
+            numbers[self.slots[tokens[:, 2]], tokens[:, 0]] = _long_decimals(data, tokens[:, 3], tokens[:, 4])
+            deferred = deferred[~long]
         for column in np.unique(deferred[:, 2]):
             tokens = deferred[deferred[:, 2] == column]
-            if stop_line is not None:
-                tokens = tokens[tokens[:, 1] < stop_line]
             texts = pa.array([block[s:e] for s, e in tokens[:, 3:5].tolist()], pa.binary()).cast(pa.string())
             slot, rows = self.slots[column], tokens[:, 0]
             if self.kinds[column] == csv_nb.NUMBER:

@@ -13,6 +13,7 @@ Theta is per calendar day and vega per volatility point, as in the vendor's file
 """
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 
 from collections.abc import Iterator
@@ -58,7 +59,8 @@ class LongFormat(common.CsvFormat):
     def _fixed_chain(self, block: FixedBlock) -> pa.Table:
         number, date = block.numbers.get, block.dates.get
         return common.chain_table(block.rows, {
-            "quote_date": date("quotedate"), "underlying": pa.array([block.underlying] * block.rows, pa.string()),
+            "quote_date": date("quotedate"), "underlying": pa.DictionaryArray.from_arrays(
+                np.zeros(block.rows, np.int32), pa.array([block.underlying])),
             "root": block.root, "expiration": date("expiration"), "strike": number("strike"),
             "right": block.right, "style": common.styles(block.root),
             "bid": number("bid"), "ask": number("ask"), "last": number("last"),
