@@ -12,7 +12,7 @@ def _is_space(byte: int) -> bool:
     return byte == 32 or 9 <= byte <= 13
 
 
-@njit(cache=True)
+@njit(inline="always")
 def trim_span(data, a, b):
     """data[a:b] without surrounding ASCII whitespace, as (start, end)."""
     while a < b and _is_space(data[a]):
@@ -22,7 +22,7 @@ def trim_span(data, a, b):
     return a, b
 
 
-@njit(cache=True)
+@njit(inline="always")
 def osi_root_span(data, a, b, suffix):
     """The root of a trimmed symbol data[a:b]: without its last `suffix` bytes (and the
     whitespace before them) when longer than that, else the whole symbol."""
@@ -33,7 +33,7 @@ def osi_root_span(data, a, b, suffix):
     return a, b
 
 
-@njit(cache=True)
+@njit(inline="always")
 def intern_span(data, a, length, starts, lengths, n_roots, last):
     """The code of the bytes data[a:a + length] among the n_roots distinct ones seen so far
     (starts/lengths), adding them if new; rows come in runs of one root, so the previous row's
