@@ -592,6 +592,8 @@ def _filter(table: pa.Table, mask: np.ndarray) -> pa.Table:
 
 def _quarantine_table(table: pa.Table, reasons: np.ndarray, source: str) -> pa.Table:
     bad = reasons > 0
+    if not bad.any():
+        return QUARANTINE_SCHEMA.empty_table()
     names = np.array(("",) + REASONS, dtype=object)[reasons[bad]]
     out = _filter(table, bad)
     out = out.append_column("reason", pa.array(names, pa.string())).append_column(
