@@ -235,7 +235,8 @@ def _codes(col: pa.ChunkedArray) -> tuple[np.ndarray, tuple[str, ...]]:
 
 
 def _floats(col: pa.ChunkedArray) -> np.ndarray:
-    return col.fill_null(np.nan).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+    # nulls come out as NaN (to_numpy gives numeric columns with nulls as floats): no fill_null copy
+    return col.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
 
 
 def _prepare(table: pa.Table) -> _Rows:
