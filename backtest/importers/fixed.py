@@ -56,7 +56,7 @@ try:  # ISA-L decompresses ~2.5x faster than zlib; the standard library's gzip r
 except ImportError:  # pragma: no cover - isal is a declared dependency
     gzip_module, _isal_error = gzip, zlib.error
 
-_DECOMPRESSION_ERRORS = (OSError, EOFError, zlib.error, _isal_error)
+_DECOMPRESSION_ERRORS = (EOFError, zlib.error, _isal_error, gzip.BadGzipFile)
 _DATE_CODES = {"%m/%d/%Y": csv_nb.MDY, "%Y-%m-%d": csv_nb.YMD_DASH, "%Y%m%d": csv_nb.YMD}
 _RIGHT_LETTERS = pa.array(["C", "P"])
 
@@ -144,6 +144,8 @@ def fixed_blocks(path: str | Path, member: str | None, layout: CsvLayout, column
     except _DECOMPRESSION_ERRORS as exc:
         raise ImportFileError(f"{label} after line {line}: corrupt or truncated compressed data "
                               f"({type(exc).__name__}: {exc})") from None
+    except OSError as exc:
+        raise ImportFileError(f"{label} after line {line}: cannot read ({exc})") from None
     except zipfile.BadZipFile as exc:
         raise ImportFileError(f"{path}: not a valid zip archive ({exc})") from None
 
