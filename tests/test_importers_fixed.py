@@ -66,6 +66,14 @@ def test_blocks_with_quotes_or_other_date_formats_are_read_by_arrow(tmp_path):
         fast, arrow = _both(path)
         _assert_same(fast, arrow)
         assert fast[0].chain.num_rows == 3
+    # errors in a block read by Arrow still name the file line
+    path = tmp_path / "quoted.csv"
+    path.write_text("\n".join([HEADER, *quoted[:2], quoted[2].replace(",2900.0,", ",29S0,")]) + "\n")
+    with pytest.raises(ImportFileError, match=r"quoted\.csv line 4: column 'strike': '29S0' is not a number"):
+        list(LongFormat().chunks(path))
+    path.write_text("\n".join([HEADER, *quoted[:2], quoted[2].rsplit(",", 1)[0]]) + "\n")
+    with pytest.raises(ImportFileError, match=r"quoted\.csv line 4: Expected 17 columns, got 16"):
+        list(LongFormat().chunks(path))
 
 
 def _many_rows(n):
