@@ -5,11 +5,13 @@ Each file column has a kind (skip, number, date, the underlying symbol, an OSI o
 an option right) and a slot in that kind's output. Numbers of up to 15 significant digits
 with an optional sign and decimal point are converted here, exactly (an integer below 2**53
 divided by a power of ten of at most 1e15 is the correctly rounded value, Clinger's fast
-path); anything else (empty, NaN, exponents, long mantissas, bad text) is returned as a
-*deferred* token for the caller to convert with Arrow or reject with its line. Dates in the
-file's detected format with two-digit month and day are converted here; other date texts are
-deferred too. Errors come back as a code with the line (counted from the block's start) and
-the column.
+path); anything else is returned as a *deferred* token for the caller: plain decimals with
+more digits marked LONG_DECIMAL (numpy converts them in one call), the rest (empty, NaN,
+exponents, bad text) for Arrow's parser or an error naming its line. Dates in the file's
+detected format with two-digit month and day are converted here; other date texts are deferred
+too. Errors come back as a code with the line (counted from the block's start) and the column;
+the kernel also stops with DEFERRED_FULL when the caller's buffer of deferred tokens is full
+(the caller retries with a larger one).
 """
 from __future__ import annotations
 
@@ -169,7 +171,8 @@ def parse_block(data, kinds, slots, n_numbers, n_dates, date_formats, osi_suffix
     (rows, numbers[n_numbers, rows] float64 (NaN where deferred), dates[n_dates, rows] int32
     (deferred: -1), rights int8, root codes int32 (-1: none), root starts, root lengths,
     underlying span (start, end) of the first row (cleaned: trimmed, no leading ^),
-    deferred tokens as rows of (row, line, column, start, end, status), lines read,
+    deferred tokens as rows of (row, line, column, start, end, status) (the first of the caller's
+    `deferred` buffer), lines read,
     error (code, line, column, fields on that line)), lines counted from 0 at data[0].
     """
     n = len(data)
