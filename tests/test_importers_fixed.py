@@ -109,3 +109,15 @@ def test_empty_date_names_its_line(tmp_path):
     path.write_text("\n".join([HEADER, ROWS[0], ROWS[1].replace("04/25/2019", ""), ROWS[2]]) + "\n")
     with pytest.raises(ImportFileError, match=r"nodate\.csv line 3: column 'quotedate' is empty, expected a date"):
         list(LongFormat().chunks(path))
+
+
+def test_many_deferred_values_read_the_same(tmp_path):
+    # more tokens than the reader's first buffer of deferred values holds (it grows and re-reads)
+    rows = [r.replace(",0.14,", ",0.14000000000000001,").replace(",0.141,", ",1.41e-1,")
+            .replace(",0.15,", ",NaN,") for r in _many_rows(3000)]
+    path = tmp_path / "deferred.csv"
+    path.write_text("\n".join([HEADER, *rows]) + "\n")
+    fast, arrow = _both(path)
+    _assert_same(fast, arrow)
+    iv = fast[0].chain.column("iv").to_pylist()
+    assert iv[:3] == [0.14000000000000001, 0.141, None]
