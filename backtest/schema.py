@@ -80,6 +80,11 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     Missing nullable columns are filled with nulls; a missing non-nullable column or a value
     that cannot be cast is an error naming the column.
     """
+    if table.schema.equals(schema, check_metadata=True):  # the usual case: only the null rule to check
+        for field, col in zip(schema, table.columns):
+            if not field.nullable and col.null_count:
+                raise ValueError(f"column {field.name!r}: {col.null_count} null values, expected none")
+        return table
     columns = []
     for field in schema:
         if field.name in table.column_names:

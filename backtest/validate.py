@@ -61,6 +61,7 @@ from backtest.store import (
     StoreError,
     date_to_days,
     days_to_date,
+    packed_order,
     sort_chains,
 )
 from backtest.validate_nb import (
@@ -234,7 +235,8 @@ def _codes(col: pa.ChunkedArray) -> tuple[np.ndarray, tuple[str, ...]]:
 
 
 def _floats(col: pa.ChunkedArray) -> np.ndarray:
-    return col.fill_null(np.nan).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+    # nulls come out as NaN (to_numpy gives numeric columns with nulls as floats): no fill_null copy
+    return col.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
 
 
 def _prepare(table: pa.Table) -> _Rows:
@@ -282,14 +284,9 @@ def _sort_order(underlying, quote_date, root, expiration, right, strike) -> np.n
         milli = np.rint(strike * 1000.0)
         packable = bool(n) and np.isfinite(strike).all() and (np.abs(strike * 1000.0 - milli) <= 1e-4).all()
     if packable:
-        fields = [underlying, quote_date, root, expiration, right.astype(np.int64) + 1, milli.astype(np.int64)]
-        lows = [int(f.min()) for f in fields]
-        bits = [max(int(f.max()) - low, 0).bit_length() for f, low in zip(fields, lows)]
-        if sum(bits) <= 63:
-            key = np.zeros(n, np.int64)
-            for f, low, b in zip(fields, lows, bits):
-                key = (key << b) | (f.astype(np.int64) - low)
-            return np.argsort(key, kind="stable")
+        order = packed_order([underlying, quote_date, root, expiration, right, milli.astype(np.int64)])
+        if order is not None:
+            return order
     keys = pa.table({
         "underlying": underlying, "quote_date": quote_date, "root": root, "expiration": expiration,
         "right": right, "strike": strike,
@@ -596,6 +593,8 @@ def _filter(table: pa.Table, mask: np.ndarray) -> pa.Table:
 
 def _quarantine_table(table: pa.Table, reasons: np.ndarray, source: str) -> pa.Table:
     bad = reasons > 0
+    if not bad.any():
+        return QUARANTINE_SCHEMA.empty_table()
     names = np.array(("",) + REASONS, dtype=object)[reasons[bad]]
     out = _filter(table, bad)
     out = out.append_column("reason", pa.array(names, pa.string())).append_column(

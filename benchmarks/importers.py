@@ -9,8 +9,10 @@ machine, time spent waiting for a CPU does not count, which wall-clock rates wou
   rows; quick: 5 files) in a fresh one-thread process, best of three (quick: one), against
   pandas.read_csv + to_parquet of the same files (which does only the first and last of those
   steps), with the rate of each stage on its own and of reading alone (gzip; gzip + Arrow CSV
-  parse). With OSD_BASELINE_TREE set to a checkout of an earlier version (``git archive <ref> |
-  tar -x -C DIR``), that tree's import runs alternately with this one's: a same-run ratio.
+  parse; ISA-L gzip + the numba reader of the long layout). With OSD_BASELINE_TREE set to a
+  checkout of an earlier version (``git archive <ref> | tar -x -C DIR``), that tree's import
+  runs alternately with this one's (a same-run ratio), and both trees' stores of the same files
+  are compared (``same_store``: equal tables, statistics and dataset.json; codecs may differ).
 * Implied volatility: the numba kernel (tabulated guess + one Householder step) on one thread
   over the SPX sample's mid prices (its moneyness and DTE mix) and over random inputs, against
   the previous kernel (Jäckel 2006 guess + Halley steps) on the same inputs in the same run, and
@@ -76,17 +78,79 @@ def _import_rates(files: list[Path], baseline: Path | None, rounds: int) -> dict
     import subprocess
     import sys
 
-    trees = {"this": Path(__file__).resolve().parents[1]}
-    if baseline is not None:
-        trees["baseline"] = baseline.resolve()
+    trees = _trees(baseline)
     best = dict.fromkeys(trees, 0.0)
     script = _TIMED_IMPORT.format(rate=RATE, div=DIV)
     for _ in range(rounds):
         for name, tree in trees.items():
             out = subprocess.run([sys.executable, "-c", script, *map(str, files)], cwd=tree, check=True,
-                                 capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(tree)})
+                                 capture_output=True, text=True, env=_tree_env(tree))
             best[name] = max(best[name], float(out.stdout.split()[-1]))
     return best
+
+
+def _trees(baseline: Path | None) -> dict[str, Path]:
+    trees = {"this": Path(__file__).resolve().parents[1]}
+    if baseline is not None:
+        trees["baseline"] = baseline.resolve()
+    return trees
+
+
+def _tree_env(tree: Path) -> dict[str, str]:
+    """The environment with `tree` first on the path (other entries kept, e.g. a library
+    installed with --target, but not this tree's)."""
+    this = Path(__file__).resolve().parents[1]
+    extra = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and Path(p).resolve() != this]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), *extra])}
+
+
+_BUILD_STORE = """
+import sys
+sys.path.insert(0, ".")
+from pathlib import Path
+from backtest.importers import FormatSpec
+from backtest.importers.pipeline import import_files
+from backtest.importers.rates import RateSchedule
+import_files([Path(f) for f in sys.argv[2:]], Path(sys.argv[1]), FormatSpec("long"), RateSchedule.constant({rate}, {div}))
+"""
+
+
+def _same_store_as_baseline(files: list[Path], baseline: Path, tmp: Path) -> bool:
+    """Whether this tree's import of `files` stores the same content as the baseline tree's:
+    the same files, equal tables, the same row-group statistics, the same dataset.json apart
+    from its timestamps (the codec may differ)."""
+    import json
+    import subprocess
+    import sys
+
+    import pyarrow.parquet as pq
+
+    stores = {}
+    for name, tree in _trees(baseline).items():
+        stores[name] = tmp / f"store-{name}"
+        subprocess.run([sys.executable, "-c", _BUILD_STORE.format(rate=RATE, div=DIV), str(stores[name]),
+                        *map(str, files)], cwd=tree, check=True, capture_output=True, env=_tree_env(tree))
+    this, base = stores["this"], stores["baseline"]
+    names = sorted(str(p.relative_to(this)) for p in this.rglob("*") if p.is_file())
+    if names != sorted(str(p.relative_to(base)) for p in base.rglob("*") if p.is_file()):
+        return False
+    for name in names:
+        if name.endswith(".json"):
+            a, b = (json.loads((s / name).read_text()) for s in (this, base))
+            if {k: v for k, v in a.items() if k not in ("created", "updated")} != {
+                    k: v for k, v in b.items() if k not in ("created", "updated")}:
+                return False
+            continue
+        if not pq.read_table(this / name).equals(pq.read_table(base / name)):
+            return False
+        a, b = pq.read_metadata(this / name), pq.read_metadata(base / name)
+        for g in range(a.num_row_groups):
+            for c in range(a.num_columns):
+                sa, sb = a.row_group(g).column(c).statistics, b.row_group(g).column(c).statistics
+                if (sa is None) != (sb is None) or (sa is not None and sa.has_min_max and (
+                        (sa.min, sa.max, sa.null_count) != (sb.min, sb.max, sb.null_count))):
+                    return False
+    return True
 
 
 def _stage_rates(files: list[Path]) -> dict[str, int]:
@@ -122,25 +186,38 @@ def _stage_rates(files: list[Path]) -> dict[str, int]:
 
 
 def _read_floor_rates(files: list[Path]) -> dict[str, int]:
-    """Rows per second of reading alone: gzip decompression, and decompression + the streaming
-    Arrow CSV parse with the importer's column types (what any import must do before it does
-    anything with the rows)."""
+    """Rows per second of reading alone: gzip decompression (zlib, as Arrow's stream does, and
+    ISA-L, as the importer does); decompression + the streaming Arrow CSV parse with the
+    importer's column types (the reader of generic layouts); decompression + the numba reader of
+    the long layout (typed columns, roots, rights: what the import's first stage does before it
+    builds the Arrow table)."""
     import pyarrow as pa
 
+    from backtest.importers.common import FileState
+    from backtest.importers.fixed import fixed_blocks, gzip_module
     from backtest.importers.long import LongFormat
     from backtest.importers.source import read_csv_batches
 
-    rows, decompress, parse = 0, 0.0, 0.0
+    fmt = LongFormat()
+    rows = 0
+    spent = dict.fromkeys(["zlib_decompress", "isal_decompress", "decompress_and_arrow_csv_parse",
+                           "decompress_and_numba_parse"], 0.0)
     for f in files:
         t0 = time.process_time()
         with pa.input_stream(str(f), compression="gzip") as stream:
             stream.read()
         t1 = time.process_time()
-        rows += sum(t.num_rows for t, _ in read_csv_batches(f, LongFormat.layout, "bench"))
+        with gzip_module.open(f, "rb") as stream:
+            stream.read()
         t2 = time.process_time()
-        decompress += t1 - t0
-        parse += t2 - t1
-    return {"gzip_decompress": round(rows / decompress), "decompress_and_csv_parse": round(rows / parse)}
+        rows += sum(t.num_rows for t, _ in read_csv_batches(f, fmt.layout, "bench"))
+        t3 = time.process_time()
+        for _ in fixed_blocks(f, None, fmt.layout, fmt.fixed, "bench", FileState(f.name)):
+            pass
+        t4 = time.process_time()
+        for key, dt_ in zip(spent, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            spent[key] += dt_
+    return {key: round(rows / v) for key, v in spent.items()}
 
 
 def _pandas_rate(files: list[Path], tmp: Path, rounds: int) -> float:
@@ -249,6 +326,7 @@ def run(quick: bool) -> dict:
     try:
         summary, store = _import_once(files, tmp)
         imports = _import_rates(files, Path(baseline) if baseline else None, rounds)
+        same_store = _same_store_as_baseline(files, Path(baseline), tmp) if baseline else None
         pandas = _pandas_rate(files, tmp, rounds)
         stages = _stage_rates(files)
         floors = _read_floor_rates(files)
@@ -261,7 +339,7 @@ def run(quick: bool) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
     ours = imports["this"]
     versus_tree = {"baseline_tree": baseline, "baseline_rows_per_s": round(imports["baseline"]),
-                   "ratio": round(ours / imports["baseline"], 2)} if baseline else None
+                   "ratio": round(ours / imports["baseline"], 2), "same_store": same_store} if baseline else None
     return {
         "files": len(files),
         "rows": summary.input_rows,

@@ -16,7 +16,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from backtest.importers.source import CsvLayout, ImportFileError, input_label, read_csv_batches
+from backtest.importers.source import (
+    EXPECTED_RIGHT,
+    EXPECTED_UNDERLYING,
+    CsvLayout,
+    bad_right_error,
+    empty_column_error,
+    input_label,
+    read_csv_batches,
+    underlying_changes_error,
+)
 from backtest.importers.symbols_nb import osi_roots
 from backtest.schema import CHAIN_SCHEMA
 
@@ -27,7 +36,7 @@ EUROPEAN_ROOTS = frozenset(
      "DJX", "XEO", "MXEA", "MXEF"}
 )
 _RIGHTS = {"c": "C", "call": "C", "calls": "C", "p": "P", "put": "P", "puts": "P"}
-_OSI_SUFFIX = 15  # OSI option symbols end in yymmdd, C/P and the strike in thousandths (8 digits)
+OSI_SUFFIX = 15  # OSI option symbols end in yymmdd, C/P and the strike in thousandths (8 digits)
 
 FLOAT_COLUMNS = ("strike", "bid", "ask", "last", "iv", "delta", "gamma", "theta", "vega", "underlying_price")
 REQUIRED_FLOATS = ("strike", "bid", "ask", "underlying_price")
@@ -64,7 +73,7 @@ def first_null_line(col, first_line: int) -> int | None:
 def require_values(col, label: str, first_line: int, column: str, expected: str) -> None:
     line = first_null_line(col, first_line)
     if line is not None:
-        raise ImportFileError(f"{label} line {line}: column {column!r} is empty, expected {expected}")
+        raise empty_column_error(label, line, column, expected)
 
 
 def per_label(col, fn) -> pa.Array:
@@ -79,14 +88,11 @@ def per_label(col, fn) -> pa.Array:
 def rights(col, label: str, first_line: int, column: str) -> pa.Array:
     """'C'/'P' from call/put/C/P in any case; anything else is an error naming the line."""
     col = per_label(col, lambda v: pc.utf8_lower(pc.utf8_trim_whitespace(v)))
-    require_values(col, label, first_line, column, "call/put or C/P")
+    require_values(col, label, first_line, column, EXPECTED_RIGHT)
     idx = pc.index_in(col, value_set=pa.array(list(_RIGHTS)))
     if idx.null_count:
         row = pc.index(pc.is_null(idx), True).as_py()
-        raise ImportFileError(
-            f"{label} line {first_line + row}: column {column!r}: {col[row].as_py()!r} is not an option "
-            "right (expected call/put or C/P)"
-        )
+        raise bad_right_error(label, first_line + row, column, col[row].as_py())
     return pc.take(pa.array(list(_RIGHTS.values())), idx)
 
 
@@ -107,7 +113,13 @@ def root_from_osi(symbols, fallback: pa.Array) -> pa.Array:
     offsets = np.frombuffer(offset_buffer, np.int32)[col.offset: col.offset + len(col) + 1]
     data = np.frombuffer(data_buffer, np.uint8) if data_buffer is not None else np.zeros(0, np.uint8)
     valid = col.is_valid().to_numpy(zero_copy_only=False)
-    codes, starts, lengths = osi_roots(offsets, data, valid, _OSI_SUFFIX)
+    return root_dictionary(data, *osi_roots(offsets, data, valid, OSI_SUFFIX), fallback)
+
+
+def root_dictionary(data: np.ndarray, codes: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
+                    fallback: pa.Array | str) -> pa.Array:
+    """Dictionary-encoded upper-case roots from the kernels' codes and the distinct roots' bytes
+    in `data`; rows without one (code -1) take `fallback` (the underlying)."""
     names = [bytes(data[s: s + n]).decode("utf-8", errors="replace").upper() for s, n in zip(starts, lengths)]
     distinct = sorted(set(names))
     remap = np.array([distinct.index(name) for name in names], np.int32)
@@ -116,6 +128,8 @@ def root_from_osi(symbols, fallback: pa.Array) -> pa.Array:
     roots = pa.DictionaryArray.from_arrays(indices, pa.array(distinct, pa.string()))
     if not missing.any():
         return roots
+    if isinstance(fallback, str):
+        fallback = pa.array([fallback] * len(codes), pa.string())
     fallback = fallback.combine_chunks() if isinstance(fallback, pa.ChunkedArray) else fallback
     return pc.coalesce(roots.cast(pa.string()), text(fallback))
 
@@ -127,26 +141,33 @@ def styles(roots: pa.Array) -> pa.Array:
 def check_single_underlying(state: FileState, underlying: pa.Array, first_line: int) -> str:
     """Every row of a file must carry one underlying; return it."""
     underlying = underlying.combine_chunks() if isinstance(underlying, pa.ChunkedArray) else underlying
-    require_values(underlying, state.label, first_line, "underlying", "an underlying symbol")
+    require_values(underlying, state.label, first_line, "underlying", EXPECTED_UNDERLYING)
     expected = state.underlying or underlying[0].as_py()
     differs = pc.not_equal(underlying, expected)
     if pc.any(differs).as_py():
         row = pc.index(differs, True).as_py()
-        raise ImportFileError(
-            f"{state.label} line {first_line + row}: underlying changes from {expected!r} to "
-            f"{underlying[row].as_py()!r}; expected one underlying per file"
-        )
+        raise underlying_changes_error(state.label, first_line + row, expected, underlying[row].as_py())
     state.underlying = expected
     return expected
 
 
-def chain_table(n: int, columns: dict[str, pa.Array | pa.ChunkedArray | None]) -> pa.Table:
-    """Assemble CHAIN_SCHEMA rows; missing optional columns are null, empty required prices NaN."""
+def chain_table(n: int, columns: dict[str, pa.Array | pa.ChunkedArray | np.ndarray | None]) -> pa.Table:
+    """Assemble CHAIN_SCHEMA rows; missing optional columns are null, empty required prices NaN.
+    Numpy columns are numbers with NaN where empty, or dates as int32 days since the epoch."""
     arrays = []
     for f in CHAIN_SCHEMA:
         col = columns.get(f.name)
         if col is None:
             col = pa.nulls(n, f.type)
+        elif isinstance(col, np.ndarray):
+            if col.dtype == np.int32:
+                col = pa.array(col).view(pa.date32())
+            elif f.name in REQUIRED_FLOATS:
+                col = pa.array(col)  # zero copy: NaN stays NaN
+            else:
+                col = pa.array(col, pa.float64(), from_pandas=True)  # NaN -> null
+            arrays.append(col if f.type == col.type else col.cast(f.type))
+            continue
         if isinstance(col, pa.ChunkedArray):
             col = col.combine_chunks()
         if f.name in FLOAT_COLUMNS:

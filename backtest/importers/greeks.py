@@ -20,8 +20,8 @@ GREEKS = ("delta", "gamma", "theta", "vega")
 
 
 def _floats(table: pa.Table, name: str) -> np.ndarray:
-    """A float column as a writable numpy array, null -> NaN."""
-    return np.array(table.column(name).fill_null(np.nan).to_numpy(), dtype=np.float64)
+    """A float column as numpy, null -> NaN (read-only where Arrow could lend its buffer)."""
+    return table.column(name).to_numpy()
 
 
 def _days(table: pa.Table, name: str) -> np.ndarray:
@@ -31,21 +31,26 @@ def _days(table: pa.Table, name: str) -> np.ndarray:
 def add_greeks(chain: pa.Table, rates: RateSchedule, recompute: bool = False) -> pa.Table:
     if chain.num_rows == 0:
         return chain
-    columns = {name: _floats(chain, name) for name in ("iv", *GREEKS)}
+    vendor = {name: _floats(chain, name) for name in ("iv", *GREEKS)}
     with np.errstate(invalid="ignore"):
-        columns["iv"][~(columns["iv"] > 0.0)] = np.nan  # a vendor IV of 0 (or -1...) is no IV
+        no_iv = ~(vendor["iv"] > 0.0)  # a vendor IV of 0 (or -1...) is no IV
+    if no_iv.any():
+        vendor["iv"] = np.where(no_iv, np.nan, vendor["iv"])
+    missing = {name: no_iv if name == "iv" else np.isnan(v) for name, v in vendor.items()}
     if recompute:
-        todo = np.arange(chain.num_rows)
+        todo = slice(None)
     else:
-        todo = np.flatnonzero(np.logical_or.reduce([np.isnan(v) for v in columns.values()]))
-        if not len(todo):
+        rows = np.flatnonzero(np.logical_or.reduce(list(missing.values())))
+        if not len(rows):
             return chain
+        # all rows (e.g. a vendor without theta and vega): slices instead of gathers
+        todo = slice(None) if len(rows) == chain.num_rows else rows
     quote = _days(chain, "quote_date")[todo]
     t = (_days(chain, "expiration")[todo] - quote) / pricing.YEAR_DAYS
     spot, strike = _floats(chain, "underlying_price")[todo], _floats(chain, "strike")[todo]
     is_call = pc.equal(chain.column("right"), "C").to_numpy()[todo]
     rate, div = rates.lookup(quote)
-    iv = columns["iv"][todo]
+    iv = np.array(vendor["iv"][todo])
     engine = np.ones(len(iv), dtype=bool) if recompute else np.isnan(iv)
     if engine.any():
         mid = 0.5 * (_floats(chain, "bid")[todo] + _floats(chain, "ask")[todo])
@@ -53,8 +58,10 @@ def add_greeks(chain: pa.Table, rates: RateSchedule, recompute: bool = False) ->
                                             t[engine], rate[engine], div[engine])
     g = pricing.bs_greeks(is_call, spot, strike, t, rate, div, iv)
     for name, values in {"iv": iv, "delta": g.delta, "gamma": g.gamma, "theta": g.theta, "vega": g.vega}.items():
-        column = columns[name]
-        column[todo] = values if recompute else np.where(np.isnan(column[todo]), values, column[todo])
+        if not recompute and not missing[name].any():
+            continue  # the vendor's column as it is
+        column = np.array(vendor[name])
+        column[todo] = values if recompute else np.where(missing[name][todo], values, column[todo])
         # NaN -> null: where there is no number to give (e.g. expiration day, price out of bounds)
         chain = chain.set_column(chain.schema.get_field_index(name), name, pa.array(column, pa.float64(), from_pandas=True))
     return chain

@@ -13,9 +13,14 @@ Theta is per calendar day and vega per volatility point, as in the vendor's file
 """
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 
+from collections.abc import Iterator
+from pathlib import Path
+
 from backtest.importers import common
+from backtest.importers.fixed import FixedBlock, FixedColumns, fixed_blocks
 from backtest.importers.source import DATE, UNIQUE_TEXT, CsvLayout
 
 F64 = pa.float64()
@@ -36,6 +41,33 @@ class LongFormat(common.CsvFormat):
         ignored=frozenset({"exchange", "net", "optionalias", "optionext", "ivbid", "ivask", "ivmean"}),
         normalise=lambda name: name.strip().lower(),
     )
+
+    # what the numba reader (backtest.importers.fixed) converts; the other known columns are not imported
+    fixed = FixedColumns(
+        numbers=("underlying_last", "strike", "bid", "ask", "last", "volume", "openinterest", "impliedvol",
+                 "delta", "gamma", "theta", "vega"),
+        dates=("expiration", "quotedate"), underlying="underlying", osi_symbol="optionroot", right="type")
+
+    def chunks(self, path: str | Path, member: str | None = None) -> Iterator[common.Chunk]:
+        state = self.file_state(path, member)
+        for block, line in fixed_blocks(path, member, self.layout, self.fixed, f"--format {self.name}", state):
+            if isinstance(block, FixedBlock):
+                yield common.Chunk(self._fixed_chain(block), line, block.rows)
+            else:
+                yield common.Chunk(self.to_chain(block, state, line), line, block.num_rows)
+
+    def _fixed_chain(self, block: FixedBlock) -> pa.Table:
+        number, date = block.numbers.get, block.dates.get
+        return common.chain_table(block.rows, {
+            "quote_date": date("quotedate"), "underlying": pa.DictionaryArray.from_arrays(
+                np.zeros(block.rows, np.int32), pa.array([block.underlying])),
+            "root": block.root, "expiration": date("expiration"), "strike": number("strike"),
+            "right": block.right, "style": common.styles(block.root),
+            "bid": number("bid"), "ask": number("ask"), "last": number("last"),
+            "volume": number("volume"), "open_interest": number("openinterest"), "iv": number("impliedvol"),
+            "delta": number("delta"), "gamma": number("gamma"), "theta": number("theta"), "vega": number("vega"),
+            "underlying_price": number("underlying_last"),
+        })
 
     def to_chain(self, raw: pa.Table, state: common.FileState, first_line: int) -> pa.Table:
         underlying = common.clean_symbol(raw.column("underlying"))

@@ -55,6 +55,29 @@ class CsvLayout:
         return ", ".join([*self.required, *self.optional, *sorted(self.ignored)])
 
 
+EXPECTED_RIGHT = "call/put or C/P"
+EXPECTED_UNDERLYING = "an underlying symbol"
+EXPECTED_DATE = "a date"
+
+
+def empty_column_error(label: str, line: int, column: str, expected: str) -> ImportFileError:
+    return ImportFileError(f"{label} line {line}: column {column!r} is empty, expected {expected}")
+
+
+def bad_right_error(label: str, line: int, column: str, value: str) -> ImportFileError:
+    return ImportFileError(f"{label} line {line}: column {column!r}: {value!r} is not an option right "
+                           f"(expected {EXPECTED_RIGHT})")
+
+
+def underlying_changes_error(label: str, line: int, expected: str, found: str) -> ImportFileError:
+    return ImportFileError(f"{label} line {line}: underlying changes from {expected!r} to {found!r}; "
+                           "expected one underlying per file")
+
+
+def not_a_number_error(label: str, line: int, column: str, value: str) -> ImportFileError:
+    return ImportFileError(f"{label} line {line}: column {column!r}: {value!r} is not a number")
+
+
 def input_label(path: str | Path, member: str | None = None) -> str:
     return f"{path}!{member}" if member else str(path)
 
@@ -102,10 +125,9 @@ def _head(path: Path, member: str | None, n_lines: int = 2) -> list[list[str]]:
             while head.count(b"\n") <= n_lines and (block := stream.read(1 << 16)):
                 head += block
         # whole lines only, so that no multi-byte character is cut
-        text = (head if head.count(b"\n") <= n_lines else head[: head.rfind(b"\n") + 1]).decode("utf-8-sig")
+        return head_rows(head, n_lines)
     except (OSError, EOFError, UnicodeDecodeError, pa.ArrowInvalid) as exc:
         raise ImportFileError(f"{label}: cannot read ({_io_reason(exc)})") from None
-    return [row for _, row in zip(range(n_lines), csv.reader(io.StringIO(text, newline="")))]
 
 
 def _io_reason(exc: BaseException) -> str:
@@ -140,8 +162,23 @@ class CsvPlan:
 
 
 def plan_csv(path: Path, member: str | None, layout: CsvLayout, what: str) -> CsvPlan:
-    label = input_label(path, member)
-    rows = _head(path, member)
+    return plan_rows(_head(path, member), input_label(path, member), layout, what)
+
+
+def head_rows(head: bytes, n_lines: int = 2) -> list[list[str]]:
+    """The first `n_lines` CSV records of a file's first bytes (whole lines of them)."""
+    end = 0
+    for _ in range(n_lines):
+        end = head.find(b"\n", end) + 1
+        if end == 0:  # fewer lines: all of them
+            end = len(head)
+            break
+    text = head[:end].decode("utf-8-sig")
+    return [row for _, row in zip(range(n_lines), csv.reader(io.StringIO(text, newline="")))]
+
+
+def plan_rows(rows: list[list[str]], label: str, layout: CsvLayout, what: str) -> CsvPlan:
+    """Check a file's header (rows[0]) against `layout`; detect date formats from rows[1]."""
     if not rows or not any(c.strip() for c in rows[0]):
         raise ImportFileError(f"{label}: empty file, expected a CSV header ({what})")
     raw = rows[0]
@@ -193,14 +230,17 @@ def parse_date_column(col: pa.Array, fmt: str, label: str, first_line: int, colu
     bad = pc.and_(pc.is_null(parsed), pc.is_valid(col.dictionary))
     if pc.any(bad).as_py():
         row = pc.index(pc.is_in(col.indices, value_set=pa.array(np.flatnonzero(bad), pa.int32())), True).as_py()
-        raise ImportFileError(
-            f"{label} line {first_line + row}: column {column!r}: {col[row].as_py()!r} is not a date "
-            f"in this file's format {fmt} (detected from its first value); mixed date formats are not accepted"
-        )
+        raise mixed_dates_error(label, first_line + row, column, col[row].as_py(), fmt)
     return pc.take(parsed.cast(pa.date32()), col.indices)
 
 
-def _parse_dates(table: pa.Table, plan: CsvPlan, label: str, first_line: int) -> pa.Table:
+def mixed_dates_error(label: str, line: int, column: str, value: str, fmt: str) -> ImportFileError:
+    return ImportFileError(
+        f"{label} line {line}: column {column!r}: {value!r} is not a date in this file's format {fmt} "
+        "(detected from its first value); mixed date formats are not accepted")
+
+
+def parse_dates(table: pa.Table, plan: CsvPlan, label: str, first_line: int) -> pa.Table:
     """Convert each date column with the format detected for it on line 2."""
     for name, t in plan.types.items():
         if t != DATE:
@@ -248,26 +288,37 @@ def read_csv_batches(
     path = Path(path)
     label = input_label(path, member)
     plan = plan_csv(path, member, layout, what)
-    convert = pacsv.ConvertOptions(
-        column_types={n: _arrow_type(plan, n) for n in plan.types},
-        include_columns=list(plan.types),
-        null_values=NULL_VALUES,
-        strings_can_be_null=True,
-    )
     # one thread per file: imports parallelise over files, so each worker stays on its core
     read = pacsv.ReadOptions(column_names=plan.names, skip_rows=1, block_size=block_size, use_threads=False)
     line = 2
     try:
         with open_input(path, member) as stream:
-            reader = pacsv.open_csv(stream, read_options=read, convert_options=convert)
+            reader = pacsv.open_csv(stream, read_options=read, convert_options=convert_options(plan))
             for batch in reader:
-                yield _parse_dates(pa.Table.from_batches([batch]), plan, label, line), line
+                yield parse_dates(pa.Table.from_batches([batch]), plan, label, line), line
                 line += batch.num_rows
     except pa.ArrowInvalid as exc:
-        if "conversion error" in str(exc):
-            raise ImportFileError(f"{label} {_locate_bad_value(path, member, plan, exc)}") from None
-        row = _PARSE_ROW.search(str(exc))  # pyarrow numbers file lines, header included
-        where = f"line {row.group(1)}: {row.group(2)}" if row else f"after line {line}: {exc}"
-        raise ImportFileError(f"{label} {where}") from None
+        raise arrow_error(exc, path, member, plan, line) from None
     except (OSError, EOFError) as exc:
         raise ImportFileError(f"{label} after line {line}: {_io_reason(exc)}") from None
+
+
+def convert_options(plan: CsvPlan) -> pacsv.ConvertOptions:
+    return pacsv.ConvertOptions(
+        column_types={n: _arrow_type(plan, n) for n in plan.types},
+        include_columns=list(plan.types),
+        null_values=NULL_VALUES,
+        strings_can_be_null=True,
+    )
+
+
+def arrow_error(exc: pa.ArrowInvalid, path: Path, member: str | None, plan: CsvPlan, line: int,
+                row_one: int = 1) -> ImportFileError:
+    """pyarrow's parse or conversion error in the block starting on `line`, with the file's line
+    (`row_one`: the file line that pyarrow calls Row #1)."""
+    label = input_label(path, member)
+    if "conversion error" in str(exc):
+        return ImportFileError(f"{label} {_locate_bad_value(path, member, plan, exc)}")
+    row = _PARSE_ROW.search(str(exc))
+    where = f"line {int(row.group(1)) + row_one - 1}: {row.group(2)}" if row else f"after line {line}: {exc}"
+    return ImportFileError(f"{label} {where}")

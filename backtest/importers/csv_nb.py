@@ -1,0 +1,282 @@
+"""Numba kernel: one block of a fixed vendor CSV layout (unquoted fields, one record a line)
+straight from its bytes to typed columns, without building a string per field.
+
+Each file column has a kind (skip, number, date, the underlying symbol, an OSI option symbol,
+an option right) and a slot in that kind's output. Numbers of up to 15 significant digits
+with an optional sign and decimal point are converted here, exactly (an integer below 2**53
+divided by a power of ten of at most 1e15 is the correctly rounded value, Clinger's fast
+path); anything else is returned as a *deferred* token for the caller: plain decimals with
+more digits marked LONG_DECIMAL (numpy converts them in one call), the rest (empty, NaN,
+exponents, bad text) for Arrow's parser or an error naming its line. Dates in the file's
+detected format with two-digit month and day are converted here; other date texts are deferred
+too. Errors come back as a code with the line (counted from the block's start) and the column;
+the kernel also stops with DEFERRED_FULL when the caller's buffer of deferred tokens is full
+(the caller retries with a larger one).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from backtest.importers.symbols_nb import intern_span, osi_root_span, trim_span
+
+SKIP, NUMBER, DATE, UNDERLYING, OSI_SYMBOL, RIGHT = range(6)
+MDY, YMD_DASH, YMD = range(3)  # date formats parsed here: %m/%d/%Y, %Y-%m-%d, %Y%m%d
+OTHER, EXACT, LONG_DECIMAL = range(3)  # how a number field was read
+LONG_DECIMAL_WIDTH = 32
+OK, COLUMN_COUNT, EMPTY, BAD_RIGHT, UNDERLYING_CHANGES, DEFERRED_FULL = range(6)  # error codes
+CALL, PUT = 0, 1
+
+_COMMA, _NEWLINE, _CR = 44, 10, 13
+_POW10 = np.array([10.0 ** k for k in range(16)])
+_MONTH_DAYS = np.array([0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], np.int64)
+
+
+@njit
+def _field_end(data, i, n):
+    """The index of the comma or newline (or the end of the data) that ends the field at i."""
+    while i < n:
+        x = data[i]
+        if x == _COMMA or x == _NEWLINE:
+            break
+        i += 1
+    return i
+
+
+@njit
+def _line_end_cr(data, i, n):
+    """Whether data[i] is the carriage return of a CRLF line end (or the last byte)."""
+    return data[i] == _CR and (i + 1 == n or data[i + 1] == _NEWLINE)
+
+
+@njit
+def _ends(data, i, n):
+    """Whether a field ends at i (a comma, a line end or the end of the data)."""
+    return i >= n or data[i] == _COMMA or data[i] == _NEWLINE or _line_end_cr(data, i, n)
+
+
+@njit(inline="always")
+def _number(data, a, n, pow10):
+    """Read the field at data[a]: (its end, value, status): EXACT when the field is
+    [-]digits[.digits] with 1 to 15 digits (value exact), LONG_DECIMAL when it has that form with
+    more digits (up to LONG_DECIMAL_WIDTH bytes; value NaN), else OTHER (value NaN)."""
+    i = a
+    negative = i < n and data[i] == 45
+    if negative:
+        i += 1
+    mantissa = 0
+    digits = 0
+    decimals = 0
+    dot = False
+    while i < n:
+        x = data[i]
+        if 48 <= x <= 57:
+            mantissa = mantissa * 10 + (x - 48)
+            digits += 1
+            decimals += dot
+        elif x == 46 and not dot:
+            dot = True
+        elif x == _COMMA or x == _NEWLINE or _line_end_cr(data, i, n):
+            break
+        else:
+            return _field_end(data, i, n), np.nan, OTHER
+        i += 1
+    if digits == 0:
+        return i, np.nan, OTHER
+    if digits > 15:
+        return i, np.nan, LONG_DECIMAL if i - a <= LONG_DECIMAL_WIDTH else OTHER
+    value = mantissa / pow10[decimals]
+    return i, (-value if negative else value), EXACT
+
+
+@njit(inline="always")
+def _two(data, a):
+    x, y = data[a] - 48, data[a + 1] - 48
+    return x * 10 + y if 0 <= x <= 9 and 0 <= y <= 9 else -1
+
+
+@njit(inline="always")
+def _date(data, a, n, fmt, month_days):
+    """Read the field at data[a]: (its end, days since the epoch, ok), ok when it is a date in
+    format `fmt` with two-digit month and day and no surrounding space, else days -1."""
+    width = 8 if fmt == YMD else 10
+    b = a + width
+    if b > n or not _ends(data, b, n):
+        return _field_end(data, a, n), -1, False
+    if fmt == MDY and data[a + 2] == 47 and data[a + 5] == 47:
+        m, d, y = _two(data, a), _two(data, a + 3), _two(data, a + 6) * 100 + _two(data, a + 8)
+    elif fmt == YMD_DASH and data[a + 4] == 45 and data[a + 7] == 45:
+        y, m, d = _two(data, a) * 100 + _two(data, a + 2), _two(data, a + 5), _two(data, a + 8)
+    elif fmt == YMD:
+        y, m, d = _two(data, a) * 100 + _two(data, a + 2), _two(data, a + 4), _two(data, a + 6)
+    else:
+        return _field_end(data, a, n), -1, False
+    if y < 0 or not 1 <= m <= 12 or not 1 <= d <= month_days[m]:
+        return b, -1, False
+    if m == 2 and d == 29 and not (y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)):
+        return b, -1, False
+    return b, days_from_civil(y, m, d), True
+
+
+@njit(inline="always")
+def days_from_civil(y, m, d):
+    """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm)."""
+    y -= m <= 2
+    era = (y if y >= 0 else y - 399) // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+_CALLS = np.frombuffer(b"calls", np.uint8)
+_PUTS = np.frombuffer(b"puts", np.uint8)
+
+
+@njit(inline="always")
+def _right(data, a, b, calls, puts):
+    """CALL/PUT for c, call, calls, p, put, puts in any case; -1 otherwise."""
+    n = b - a
+    first = data[a] | 32 if n else 0
+    if first == calls[0]:
+        word, code = calls, CALL
+    elif first == puts[0]:
+        word, code = puts, PUT
+    else:
+        return -1
+    if n != 1 and n != len(word) - 1 and n != len(word):
+        return -1
+    for j in range(1, n):
+        if (data[a + j] | 32) != word[j]:
+            return -1
+    return code
+
+
+@njit(inline="always")
+def _same_symbol(data, a, b, ref_a, ref_b):
+    """data[a:b] equals data[ref_a:ref_b], ASCII case ignored (spans already cleaned)."""
+    if b - a != ref_b - ref_a:
+        return False
+    for j in range(b - a):
+        x, y = data[a + j], data[ref_a + j]
+        if x != y and (x | 32) != (y | 32):
+            return False
+    return True
+
+
+@njit(cache=True)
+def parse_block(data, kinds, slots, n_numbers, n_dates, date_formats, osi_suffix, deferred):
+    """Parse whole lines in `data` (uint8, no header). Returns
+
+    (rows, numbers[n_numbers, rows] float64 (NaN where deferred), dates[n_dates, rows] int32
+    (deferred: -1), rights int8, root codes int32 (-1: none), root starts, root lengths,
+    underlying span (start, end) of the first row (cleaned: trimmed, no leading ^),
+    deferred tokens as rows of (row, line, column, start, end, status) (the first of the caller's
+    `deferred` buffer), lines read,
+    error (code, line, column, fields on that line)), lines counted from 0 at data[0].
+    """
+    n = len(data)
+    n_columns = len(kinds)
+    capacity = 1
+    for i in range(n):
+        if data[i] == _NEWLINE:
+            capacity += 1
+    numbers = np.empty((n_numbers, capacity), np.float64)
+    dates = np.empty((n_dates, capacity), np.int32)
+    rights = np.empty(capacity, np.int8)
+    root_codes = np.full(capacity, -1, np.int32)
+    root_starts = np.empty(capacity, np.int64)
+    root_lengths = np.empty(capacity, np.int64)
+    n_deferred = 0
+    error = np.zeros(4, np.int64)
+    under_a = under_b = -1
+    n_roots = 0
+    last_root = -1
+    row = 0
+    line = 0
+    pos = 0
+    while pos < n:
+        column = 0
+        a = pos
+        if data[a] == _NEWLINE or _line_end_cr(data, a, n):  # an empty line
+            pos = _field_end(data, a, n) + 1
+            line += 1
+            continue
+        while True:  # the fields of one line
+            kind = kinds[column] if column < n_columns else SKIP
+            slot = slots[column] if column < n_columns else 0
+            status = EXACT
+            if kind == NUMBER:
+                b, value, status = _number(data, a, n, _POW10)
+                numbers[slot, row] = value
+            elif kind == DATE:
+                b, day, ok = _date(data, a, n, date_formats[slot], _MONTH_DAYS)
+                dates[slot, row] = day
+                status = EXACT if ok else OTHER
+            else:  # _field_end written out: numba does not inline that call here (~1.5x slower)
+                b = a
+                while b < n:
+                    x = data[b]
+                    if x == _COMMA or x == _NEWLINE:
+                        break
+                    b += 1
+            if status != EXACT:
+                if b > a and _line_end_cr(data, b - 1, n):
+                    b -= 1
+                if n_deferred == len(deferred):
+                    error[:] = (DEFERRED_FULL, line, column, 0)
+                    break
+                deferred[n_deferred, 0] = row
+                deferred[n_deferred, 1] = line
+                deferred[n_deferred, 2] = column
+                deferred[n_deferred, 3] = a
+                deferred[n_deferred, 4] = b
+                deferred[n_deferred, 5] = status
+                n_deferred += 1
+            elif kind > DATE:
+                s, e = trim_span(data, a, b)
+                if kind == OSI_SYMBOL:
+                    s, e = osi_root_span(data, s, e, osi_suffix)
+                    if e > s:
+                        code, n_roots = intern_span(data, s, e - s, root_starts, root_lengths, n_roots, last_root)
+                        root_codes[row] = code
+                        last_root = code
+                elif s == e:
+                    error[:] = (EMPTY, line, column, 0)
+                    break
+                elif kind == RIGHT:
+                    right = _right(data, s, e, _CALLS, _PUTS)
+                    if right < 0:
+                        error[:] = (BAD_RIGHT, line, column, 0)
+                        break
+                    rights[row] = right
+                else:  # UNDERLYING: one per file; cleaned of an index caret
+                    while s < e and data[s] == 94:
+                        s += 1
+                    if under_a < 0:
+                        under_a, under_b = s, e
+                    elif not _same_symbol(data, s, e, under_a, under_b):
+                        error[:] = (UNDERLYING_CHANGES, line, column, 0)
+                        break
+            column += 1
+            if b >= n or data[b] != _COMMA:  # the end of the line
+                pos = b if b >= n or data[b] == _NEWLINE else _field_end(data, b, n)
+                break
+            a = b + 1
+        if error[0] != OK:
+            break
+        pos += 1
+        if column != n_columns:
+            error[:] = (COLUMN_COUNT, line, 0, column)
+            break
+        row += 1
+        line += 1
+    return _result(row, numbers, dates, rights, root_codes, root_starts, root_lengths, n_roots,
+                   under_a, under_b, deferred, n_deferred, line, error)
+
+
+@njit
+def _result(rows, numbers, dates, rights, root_codes, root_starts, root_lengths, n_roots,
+            under_a, under_b, deferred, n_deferred, lines, error):
+    return (rows, numbers[:, :rows], dates[:, :rows], rights[:rows], root_codes[:rows], root_starts[:n_roots],
+            root_lengths[:n_roots], (under_a, under_b), deferred[:n_deferred], lines, error)
