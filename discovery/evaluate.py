@@ -4,8 +4,8 @@
 layout. A worker process loads the market it names once (``market_for``) and keeps it for every
 later batch, so a process pool or a Ray actor pays the load once. ``evaluate_batch`` (search
 fitness over the folds) and ``evaluate_detail`` (daily returns over the folds and the reported
-structures' lockbox backtests, for the final honesty statistics) are top-level functions: bind them to a context with
-``functools.partial`` and they pickle.
+structures' lockbox backtests, for the final honesty statistics) are top-level functions: bind
+them to a context with ``functools.partial`` and they pickle.
 """
 from __future__ import annotations
 
@@ -183,6 +183,9 @@ def evaluate_detail(context: EvalContext, batch: list[tuple[str, dict]]) -> list
     """For the final statistics, elementwise over ``(what, genes)`` items: for ``FOLD_RETURNS``,
     the genome's pooled fold returns (a list, for CSCV); for ``LOCKBOX`` (a reported structure),
     its :class:`LockboxRun`."""
+    unknown = [what for what, _ in batch if what not in (FOLD_RETURNS, LOCKBOX)]
+    if unknown:
+        raise ValueError(f"evaluate_detail: unknown item kind {unknown[0]!r}")
     layout = context.layout
     out: list = [None] * len(batch)
     folds = [i for i, (what, _) in enumerate(batch) if what == FOLD_RETURNS]
@@ -195,9 +198,6 @@ def evaluate_detail(context: EvalContext, batch: list[tuple[str, dict]]) -> list
         spot, replay = float(market_for(context).index.close[layout.lockbox[0]]), replay_record(context)
         for i in boxes:
             out[i] = LockboxRun(*lockbox_backtest(context, StructureDNA.from_dict(batch[i][1])), spot, replay)
-    unknown = [what for what, _ in batch if what not in (FOLD_RETURNS, LOCKBOX)]
-    if unknown:
-        raise ValueError(f"evaluate_detail: unknown item kind {unknown[0]!r}")
     return out
 
 
@@ -210,7 +210,8 @@ def lockbox_metrics(daily_pnl: np.ndarray, equity: np.ndarray, trade_pnl: np.nda
 
 def lockbox_backtest(context: EvalContext, dna: StructureDNA) -> tuple[BacktestResult, dict]:
     """One structure on the lockbox span with its entry gates, as the report scores it
-    (:func:`evaluate_detail`): the engine's full result (equity curve, trade log with legs) and :func:`lockbox_metrics`."""
+    (:func:`evaluate_detail`): the engine's full result (equity curve, trade log with legs) and
+    :func:`lockbox_metrics`."""
     market = market_for(context)
     lo, hi = context.layout.lockbox
     dates = market.index.dates
