@@ -5,23 +5,25 @@ process per measurement (so MLflow's import is paid as ``osd demo`` pays it), in
 directory of its own for each kind: MLflow's zero-configuration local store, ``sqlite:///mlflow.db``, is
 created there by a first tracked run (measured once, separately) and reopened by the later ones,
 as when the demo is run again. The runs alternate between ``NullSink`` (A, the baseline) and
-``MlflowSink`` (B): A B A B ... after the warm-up runs. Each process reports the
-wall time of the ``discover`` call, the time spent inside sink calls on the search's thread
-(``start``, ``log_generation``, ``finish``: the part of the cost that is on the critical path
-whatever else the machine does), how long the sender went on after ``discover`` returned
-(drawing and sending the plots: ``background_s``) and the CPU time of the process and its
-sender, once that has ended. Figures are medians over the repetitions; overheads are ratios to
-the baseline of the same run.
+``MlflowSink`` (B): A B A B ... after the warm-up runs. Each process uses the sink as ``osd
+discover`` does (``with sink: discover(...)``: the sender is launched first, and leaving the
+block waits until the plots are sent too) and reports the wall time of that block (the wait at
+the end included), the time spent inside sink calls on the search's thread (``start``,
+``log_generation``, ``finish``, ``close``: the part of the cost that is on the critical path
+whatever else the machine does) and the CPU time of the process and its sender. Figures are
+medians over the repetitions; overheads are ratios to the baseline of the same run.
 
 The issue's figure is the cost against the *demo's* wall time, so the full suite also runs the
 whole ``osd demo`` (the demo market reused from ``runs/demo``, validation, stats, a private
-local Ray, discovery, report) with and without ``--no-tracking``, 3 pairs in ABBA order (the
-sender may still be drawing plots when ``osd demo`` exits; the order spreads that tail over
-both kinds), and reports the median walls, the per-pair overhead and the critical-path sink
-time as a share of the demo's wall.
+local Ray, discovery, report; a tracked demo exits only once everything is sent) with and
+without ``--no-tracking``, 3 pairs in ABBA order, and reports the median walls, the per-pair
+overhead and the critical-path sink time as a share of the demo's wall.
 
     osd bench --suite tracking [--quick]    (quick: a smaller search, 2 pairs, no whole-demo runs;
                                              full: the demo, 3 pairs, and 3 pairs of whole demos)
+    OSD_BENCH_TRACKING_BEFORE=DIR osd bench --suite tracking
+                                            (the whole-demo pairs of the checkout at DIR too,
+                                             interleaved: a before/after in one run)
 """
 from __future__ import annotations
 
@@ -37,6 +39,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SINKS = ("null", "mlflow")
+# set to another checkout's root: the whole-demo pairs run for it too, interleaved ("before")
+BEFORE_CHECKOUT = "OSD_BENCH_TRACKING_BEFORE"
 
 
 class TimedSink:
@@ -44,9 +48,19 @@ class TimedSink:
 
     def __init__(self, sink):
         self.sink = sink
-        self.seconds = {"start": 0.0, "log_generation": 0.0, "finish": 0.0, "fail": 0.0}
+        self.seconds = {"start": 0.0, "log_generation": 0.0, "finish": 0.0, "close": 0.0, "fail": 0.0}
+
+    def __enter__(self):
+        self.sink.__enter__()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.timed("close")()
 
     def __getattr__(self, name):
+        return self.timed(name)
+
+    def timed(self, name):
         method = getattr(self.sink, name)
 
         def timed(*args, **kwargs):
@@ -79,13 +93,14 @@ def measure_one(kind: str, data: str, quick: bool) -> dict:
     tracked = kind == "mlflow"
     sink = TimedSink(make_sink(config.name)) if tracked else make_sink(config.name, enabled=False)
     cpu0, t0 = _cpu_s(), time.perf_counter()
-    result = discover(config, Path("out"), sink=sink)
+    with sink:  # as `osd discover` does: the sender starts first, the exit waits for the plots
+        result = discover(config, Path("out"), sink=sink)
     wall = time.perf_counter() - t0
     if tracked:
-        assert sink.sink.join(300), "the sender did not send everything"  # the plots, after discover returned
+        assert not sink.sink.spool_path.exists(), "the sender did not send everything"
     cpu = _cpu_s() - cpu0  # the sender's too, once it has ended
-    seconds = sink.seconds if tracked else dict.fromkeys(("start", "log_generation", "finish"), 0.0)
-    return {"wall_s": wall, "cpu_s": cpu, "background_s": time.perf_counter() - t0 - wall,
+    seconds = sink.seconds if tracked else dict.fromkeys(("start", "log_generation", "finish", "close"), 0.0)
+    return {"wall_s": wall, "cpu_s": cpu,
             "in_sink_s": sum(seconds.values()), **{f"in_{k}_s": v for k, v in seconds.items() if k != "fail"},
             "process_wall_s": time.perf_counter() - t_process, "structures": len(result["discovered_structures"])}
 
@@ -104,33 +119,46 @@ def _spawn(kind: str, data: Path, quick: bool, cwd: Path) -> dict:
     return figures
 
 
-def _demo_wall(tracking: bool, cwd: Path) -> float:
-    """The wall time of one whole ``osd demo`` in a fresh process (its MLflow store in ``cwd``)."""
+def _demo_wall(tracking: bool, cwd: Path, checkout: Path = REPO) -> float:
+    """The wall time of one whole ``osd demo`` of ``checkout`` in a fresh process (its MLflow
+    store in ``cwd``; the demo market is this checkout's ``runs/demo``)."""
     command = [sys.executable, "-m", "discovery", "demo", "--out", str(REPO / "runs" / "demo")]
     t = time.perf_counter()
     done = subprocess.run(command + ([] if tracking else ["--no-tracking"]), cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+                          env={**os.environ, "PYTHONPATH": str(checkout)})
     if done.returncode != 0:
-        raise RuntimeError(f"osd demo failed:\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"osd demo ({checkout}) failed:\n{done.stderr[-3000:]}")
     return time.perf_counter() - t
 
 
-def whole_demo(pairs: int) -> dict:
-    """``osd demo`` with tracking against ``osd demo --no-tracking``, ABBA-ordered pairs."""
-    walls: dict[bool, list[float]] = {False: [], True: []}
-    # the last tracked demo's sender may still be writing its store when the folder goes
+def whole_demo(pairs: int, checkouts: dict[str, Path]) -> dict:
+    """``osd demo`` with tracking against ``osd demo --no-tracking``, ABBA-ordered pairs, for
+    each checkout (label -> source tree; several: a before/after comparison, their pairs
+    interleaved so that a change of the machine's load hits each alike)."""
+    walls = {label: {False: [], True: []} for label in checkouts}
+    # a sender killed with its demo (not expected) may leave files behind in the folder
     with tempfile.TemporaryDirectory(prefix="bench-tracking-demo-", ignore_cleanup_errors=True) as tmp:
-        _demo_wall(False, Path(tmp))  # warm-up: the demo market, numba's cache, MLflow's store below
-        _demo_wall(True, Path(tmp))
+        for label, checkout in checkouts.items():  # warm-up: numba's cache, MLflow's store below
+            folder = Path(tmp) / label
+            folder.mkdir()
+            _demo_wall(False, folder, checkout)
+            _demo_wall(True, folder, checkout)
         for i in range(pairs):
-            for tracking in ((False, True) if i % 2 == 0 else (True, False)):
-                walls[tracking].append(_demo_wall(tracking, Path(tmp)))
-    return {"demo_wall_s_each": {"no_tracking": [round(w, 2) for w in walls[False]],
-                                 "tracking": [round(w, 2) for w in walls[True]]},
-            "demo_baseline_wall_s": round(statistics.median(walls[False]), 2),
-            "demo_tracked_wall_s": round(statistics.median(walls[True]), 2),
-            "demo_wall_overhead_share": round(statistics.median(
-                t / b - 1 for b, t in zip(walls[False], walls[True])), 4)}
+            order = list(checkouts.items())
+            for label, checkout in (order if i % 2 == 0 else order[::-1]):
+                for tracking in ((False, True) if i % 2 == 0 else (True, False)):
+                    walls[label][tracking].append(_demo_wall(tracking, Path(tmp) / label, checkout))
+    figures = {}
+    for label, kinds in walls.items():
+        prefix = "" if len(checkouts) == 1 else f"{label}_"
+        figures.update({
+            f"{prefix}demo_wall_s_each": {"no_tracking": [round(w, 2) for w in kinds[False]],
+                                          "tracking": [round(w, 2) for w in kinds[True]]},
+            f"{prefix}demo_baseline_wall_s": round(statistics.median(kinds[False]), 2),
+            f"{prefix}demo_tracked_wall_s": round(statistics.median(kinds[True]), 2),
+            f"{prefix}demo_wall_overhead_share": round(statistics.median(
+                t / b - 1 for b, t in zip(kinds[False], kinds[True])), 4)})
+    return figures
 
 
 def run(quick: bool) -> dict:
@@ -171,13 +199,17 @@ def run(quick: bool) -> dict:
     figures["interpreter_wall_overhead_share"] = round(statistics.median(
         b["interpreter_wall_s"] / a["interpreter_wall_s"] - 1 for a, b in zip(base, tracked)), 4)
     figures["cpu_overhead_share"] = round(statistics.median(b["cpu_s"] / a["cpu_s"] - 1 for a, b in zip(base, tracked)), 4)
-    for key in ("in_sink_s", "in_start_s", "in_log_generation_s", "in_finish_s", "background_s"):
+    for key in ("in_sink_s", "in_start_s", "in_log_generation_s", "in_finish_s", "in_close_s"):
         figures[f"tracked_{key}"] = round(median(tracked, key), 3)
     figures["in_sink_share"] = round(median(tracked, "in_sink_s") / median(base, "wall_s"), 4)
     figures["first_run_in_sink_s"] = round(first["in_sink_s"], 3)  # with the store's creation
     figures["first_run_wall_s"] = round(first["wall_s"], 2)
     figures["wall_s_each"] = {kind: [round(r["wall_s"], 2) for r in rows] for kind, rows in runs.items()}
     if not quick:
-        figures.update(whole_demo(pairs))
-        figures["in_sink_share_of_demo"] = round(median(tracked, "in_sink_s") / figures["demo_baseline_wall_s"], 4)
+        checkouts = {"after": REPO}
+        if os.environ.get(BEFORE_CHECKOUT):  # an earlier version's source tree, for a before/after
+            checkouts = {"before": Path(os.environ[BEFORE_CHECKOUT]), **checkouts}
+        figures.update(whole_demo(pairs, checkouts))
+        baseline = figures["after_demo_baseline_wall_s" if len(checkouts) > 1 else "demo_baseline_wall_s"]
+        figures["in_sink_share_of_demo"] = round(median(tracked, "in_sink_s") / baseline, 4)
     return figures

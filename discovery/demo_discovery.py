@@ -36,15 +36,16 @@ def _exposure(checks: dict) -> str:
             f"|delta| {checks['exposed_abs_delta']:.2f} in its lockbox trades")
 
 
-def run_discovery(data_path: Path, out_dir: Path, map_fn=map, tracking: bool = True) -> dict:
+def run_discovery(data_path: Path, out_dir: Path, map_fn=map, sink=None) -> dict:
+    """Discovery on the demo market, streamed into ``sink`` (a ``discovery.tracking`` sink; None:
+    not tracked)."""
     from discovery.recovery import recovery
     from discovery.run import RESULT_FILE, discover
-    from discovery.tracking import make_sink
 
     config = demo_config(data_path)
     click.echo(f"discovery: {config.search.population} genomes x {config.search.generations} generations, "
                f"{config.walk_forward.folds} walk-forward folds, lockbox of {config.walk_forward.lockbox_days} days")
-    result = discover(config, out_dir, map_fn=map_fn, sink=make_sink(config.name, enabled=tracking))
+    result = discover(config, out_dir, map_fn=map_fn, sink=sink)
     click.echo((out_dir / "summary.txt").read_text())
     rec = recovery(result, config)
     if rec["plant"] is None:

@@ -3,9 +3,9 @@
 ``EvalContext`` is a small frozen, picklable description of the market and the walk-forward
 layout. A worker process loads the market it names once (``market_for``) and keeps it for every
 later batch, so a process pool or a Ray actor pays the load once. ``evaluate_batch`` (search
-fitness over the folds) and ``evaluate_detail`` (daily returns over the folds and the lockbox,
-for the final honesty statistics) are top-level functions: bind them to a context with
-``functools.partial`` and they pickle.
+fitness over the folds) and ``evaluate_detail`` (daily returns over the folds and the reported
+structures' lockbox backtests, for the final honesty statistics) are top-level functions: bind
+them to a context with ``functools.partial`` and they pickle.
 """
 from __future__ import annotations
 
@@ -165,19 +165,39 @@ def evaluate_batch(context: EvalContext, batch: list[dict]) -> list[dict]:
             for i in range(len(batch))]
 
 
-def evaluate_detail(context: EvalContext, batch: list[dict]) -> list[dict]:
-    """For the reported structures: pooled fold returns (for CSCV) and the lockbox, run once."""
+@dataclass(frozen=True)
+class LockboxRun:
+    """A reported structure's lockbox backtest (:func:`lockbox_backtest`), run once on a worker:
+    the report takes its ``metrics``, tracking its curve, trade log and legs (no second run)."""
+
+    result: BacktestResult
+    metrics: dict
+    spot: float  # the underlying's close on the lockbox's first day (the payoff diagram's entry)
+    replay: dict  # replay_record(context)
+
+
+FOLD_RETURNS, LOCKBOX = "fold_returns", "lockbox"  # what evaluate_detail computes for an item
+
+
+def evaluate_detail(context: EvalContext, batch: list[tuple[str, dict]]) -> list:
+    """For the final statistics, elementwise over ``(what, genes)`` items: for ``FOLD_RETURNS``,
+    the genome's pooled fold returns (a list, for CSCV); for ``LOCKBOX`` (a reported structure),
+    its :class:`LockboxRun`."""
+    unknown = [what for what, _ in batch if what not in (FOLD_RETURNS, LOCKBOX)]
+    if unknown:
+        raise ValueError(f"evaluate_detail: unknown item kind {unknown[0]!r}")
     layout = context.layout
-    _, fold_returns = _run(context, batch, 0, layout.lockbox[0], layout.entry_days())
-    lo, hi = layout.lockbox
-    box, _ = _run(context, batch, lo, hi, np.ones(hi - lo, dtype=bool))
-    out = []
-    for i in range(len(batch)):
-        _, _, pnl = _trades(box, i)
-        out.append({
-            "fold_returns": wf.pooled_fold_returns(fold_returns[i], layout).tolist(),
-            "lockbox": lockbox_metrics(box.daily_pnl[i], box.equity[i], pnl),
-        })
+    out: list = [None] * len(batch)
+    folds = [i for i, (what, _) in enumerate(batch) if what == FOLD_RETURNS]
+    if folds:
+        _, returns = _run(context, [batch[i][1] for i in folds], 0, layout.lockbox[0], layout.entry_days())
+        for i, daily in zip(folds, returns):
+            out[i] = wf.pooled_fold_returns(daily, layout).tolist()
+    boxes = [i for i, (what, _) in enumerate(batch) if what == LOCKBOX]
+    if boxes:
+        spot, replay = float(market_for(context).index.close[layout.lockbox[0]]), replay_record(context)
+        for i in boxes:
+            out[i] = LockboxRun(*lockbox_backtest(context, StructureDNA.from_dict(batch[i][1])), spot, replay)
     return out
 
 
@@ -189,8 +209,9 @@ def lockbox_metrics(daily_pnl: np.ndarray, equity: np.ndarray, trade_pnl: np.nda
 
 
 def lockbox_backtest(context: EvalContext, dna: StructureDNA) -> tuple[BacktestResult, dict]:
-    """One structure on the lockbox span with its entry gates, as :func:`evaluate_detail` scores
-    it: the engine's full result (equity curve, trade log with legs) and :func:`lockbox_metrics`."""
+    """One structure on the lockbox span with its entry gates, as the report scores it
+    (:func:`evaluate_detail`): the engine's full result (equity curve, trade log with legs) and
+    :func:`lockbox_metrics`."""
     market = market_for(context)
     lo, hi = context.layout.lockbox
     dates = market.index.dates

@@ -22,7 +22,7 @@ from backtest.store import Dataset, atomic_write_json
 from discovery import baselines, honesty, report
 from discovery import walkforward as wf
 from discovery.config import RunConfig
-from discovery.evaluate import EvalContext, bind, cost_items, lockbox_backtest, market_for, replay_record
+from discovery.evaluate import FOLD_RETURNS, LOCKBOX, EvalContext, LockboxRun, bind, cost_items
 from discovery.search import MapFn, Search, load_checkpoint
 from discovery.space import SearchSpace
 from discovery.tracking import NullSink, ResultsSink, StructureRecord
@@ -104,14 +104,14 @@ def discover(config: RunConfig, out_dir: Path, map_fn: MapFn = map, resume: bool
             on_generation(record)
 
     try:
-        result, search, context = _discover(config, out_dir, map_fn, resume, log_generation, progress)
+        result, search, lockbox_runs = _discover(config, out_dir, map_fn, resume, log_generation, progress)
     except BaseException as exc:
         sink.fail(f"{type(exc).__name__}: {exc}")
         raise
-    if isinstance(sink, NullSink):  # records nothing: spare it the lockbox re-runs and the table
+    if isinstance(sink, NullSink):  # records nothing: spare it the table
         sink.finish(result, pd.DataFrame(), [])
     else:
-        sink.finish(result, evaluations_table(search), structure_records(result, context))
+        sink.finish(result, evaluations_table(search), structure_records(result, lockbox_runs))
     return result
 
 
@@ -128,18 +128,15 @@ def dna_of(entry: dict) -> StructureDNA:
     return StructureDNA.from_dict({k: entry[k] for k in StructureDNA.__dataclass_fields__ if k in entry})
 
 
-def structure_records(result: dict, context) -> list[StructureRecord]:
-    """The reported structures for tracking: each re-run once on the lockbox span (with its entry
-    gates, by :func:`lockbox_backtest`, which ``osd backtest`` replays) for its equity curve, trade
-    log, payoff legs and lockbox metrics."""
-    market = market_for(context)
-    spot = float(market.index.close[context.layout.lockbox[0]])
-    replay = replay_record(context)
+def structure_records(result: dict, lockbox_runs: dict[int, LockboxRun]) -> list[StructureRecord]:
+    """The reported structures for tracking, from the lockbox backtests the report scored them
+    with (rank -> :class:`~discovery.evaluate.LockboxRun`, what ``osd backtest`` replays): their
+    equity curves, trade logs, payoff legs and lockbox metrics, with no second run."""
     records = []
     for entry in result["discovered_structures"]:
-        box, metrics = lockbox_backtest(context, dna_of(entry))
+        box = lockbox_runs[entry["rank"]]
         records.append(StructureRecord.from_lockbox(
-            entry["rank"], box, spot, lockbox=metrics, evaluation=replay,
+            entry["rank"], box.result, box.spot, lockbox=box.metrics, evaluation=box.replay,
             # the genome has no fitted parameters: the walk-forward test folds are its out-of-sample
             # evidence (though selection used them); the lockbox, logged separately, is the only unseen span
             in_sample={},
@@ -169,11 +166,14 @@ def _discover(config: RunConfig, out_dir: Path, map_fn: MapFn, resume: bool,
     pbo_set = search.best_per_structure(config.honesty.pbo_candidates)
     if len(pbo_set) < 2:  # a single structure type: its leading genomes are the alternatives
         pbo_set = search.hall_of_fame(config.honesty.pbo_candidates)
-    genomes = list(dict.fromkeys(reported + pbo_set))
+    # one map: the PBO candidates' fold returns and the reported structures' lockbox backtests
+    # (the report's lockbox metrics and, with no second run, tracking's curves and trade logs)
+    items = [(FOLD_RETURNS, space.to_dict(g)) for g in pbo_set] + [(LOCKBOX, space.to_dict(g)) for g in reported]
     batch = config.search.batch_size
-    payload = [[space.to_dict(g) for g in genomes[i:i + batch]] for i in range(0, len(genomes), batch)]
-    details = dict(zip(genomes, (d for chunk in map_fn(evaluate_detail, payload) for d in chunk)))
-    result = assess(config, search, reported, pbo_set, details, context, path)
+    done = [out for chunk in map_fn(evaluate_detail, [items[i:i + batch] for i in range(0, len(items), batch)])
+            for out in chunk]
+    fold_returns, lockbox = dict(zip(pbo_set, done)), dict(zip(reported, done[len(pbo_set):]))
+    result = assess(config, search, reported, pbo_set, fold_returns, lockbox, context, path)
     result["regime_refinement_trials"] = refined
     if config.report.baselines:
         baselines.add_to_report(result, context, path, map_fn)
@@ -181,11 +181,12 @@ def _discover(config: RunConfig, out_dir: Path, map_fn: MapFn, resume: bool,
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(result, out_dir / RESULT_FILE)
     (out_dir / SUMMARY_FILE).write_text(report.summary(result))
-    return result, search, context
+    return result, search, {rank: lockbox[genome] for rank, genome in enumerate(reported, start=1)}
 
 
 def assess(config: RunConfig, search: Search, reported: list[tuple], pbo_set: list[tuple],
-           details: dict[tuple, dict], context: EvalContext, path: Path) -> dict:
+           fold_returns: dict[tuple, list], lockbox: dict[tuple, LockboxRun], context: EvalContext,
+           path: Path) -> dict:
     """Honesty statistics for the leaders and the pass/fail verdict of each reported structure."""
     space, h = search.space, config.honesty
     records = list(search.state.cache.values())
@@ -194,7 +195,7 @@ def assess(config: RunConfig, search: Search, reported: list[tuple], pbo_set: li
     variance = float(trial_sharpes.var(ddof=1)) if n_trials > 1 else 0.0
     sr0 = honesty.expected_max_sharpe(n_trials, variance)
 
-    fold_matrix = np.array([details[g]["fold_returns"] for g in pbo_set]).T
+    fold_matrix = np.array([fold_returns[g] for g in pbo_set]).T
     pbo = None
     if fold_matrix.shape[1] >= 2 and fold_matrix.shape[0] >= 2 * h.pbo_blocks:
         res = honesty.probability_of_backtest_overfitting(fold_matrix, h.pbo_blocks)
@@ -204,11 +205,10 @@ def assess(config: RunConfig, search: Search, reported: list[tuple], pbo_set: li
 
     structures = []
     for rank, genome in enumerate(reported, start=1):
-        detail = details[genome]
         rec = search.state.cache[space.key(genome)]
         dsr = honesty.deflated_sharpe_ratio(rec["sharpe"], rec["n_days"], n_trials, variance,
                                             rec["skew"], rec["kurtosis"])
-        box = detail["lockbox"]
+        box = lockbox[genome].metrics
         decay = honesty.sharpe_decay(rec["sharpe_annual"], box["sharpe_annual"])
         reasons = report.rejection_reasons(rec, box, dsr, pbo, config)
         entry = {

@@ -11,13 +11,14 @@ complete, and the operations up to SEQ are the results (runs, params, metrics, t
 after it the plots. The sender sends the results (trying for up to ``finish_timeout_s``), writes
 one JSON report line on its stdout (``flush``: the :class:`~discovery.spool.FlushResult` of the
 results, ``tracking_uri``, ``parent_run_id``; or ``error``) and, if they all arrived, goes on to
-draw and send the plots while the search's process carries on or exits; it deletes the spool when
-everything is sent. End of its stdin without that line (the search's process died) means: send
+draw and send the plots (the sink's ``close`` waits for that, bounded, before the command exits);
+it deletes the spool when everything is sent. End of its stdin without that line (the search's process died) means: send
 what is there. What it cannot send stays in the spool for ``osd tracking flush``.
 """
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import os
 import select
@@ -67,8 +68,8 @@ def run(settings: dict, commands: IO[str], report: IO[str]) -> None:
         spool = Spool.open(Path(settings["spool"]))
         spool.set_tracking_uri(uri)
         client = MlflowClient(uri)
-        import matplotlib.backends.backend_agg  # noqa: F401 - the plots are drawn when the search ends: import now
-        import matplotlib.figure  # noqa: F401
+        for module in ("matplotlib.figure", "matplotlib.backends.backend_agg"):
+            importlib.import_module(module)  # the plots are drawn when the search ends: import now
 
         results_end = wait_for_close(commands, spool, client, settings["flush_interval_s"],
                                      settings["retry_interval_s"])

@@ -2,22 +2,26 @@
 
 The search talks to a :class:`ResultsSink` with plain data only, on the driver:
 
-    sink = make_sink(config["name"], tracking_uri, enabled=not no_tracking)  # MlflowSink | NullSink
-    sink.start(resolved_config)                           # once, before generation 0
-    for gen in ...:
-        sink.log_generation(gen, {"best_fitness": ..., "mean_fitness": ..., "evaluations": ...,
-                                  "evals_per_s": ..., "diversity": ...})
-    # per reported structure: result, metrics = discovery.evaluate.lockbox_backtest(context, dna)
-    structures = [StructureRecord.from_lockbox(rank, result, spot, lockbox=metrics,
-                                               evaluation=replay_record(context), in_sample=...,
-                                               out_of_sample=..., honesty=..., verdict=...) for ...]
-    sink.finish(report, evaluations, structures)          # once, after the lockbox
-    # or, when the search dies: sink.fail("why")
+    with make_sink(config["name"], tracking_uri, enabled=not no_tracking) as sink:  # MlflowSink | NullSink
+        ...                                               # the command's set-up (data, cluster)
+        sink.start(resolved_config)                       # once, before generation 0
+        for gen in ...:
+            sink.log_generation(gen, {"best_fitness": ..., "mean_fitness": ..., "evaluations": ...,
+                                      "evals_per_s": ..., "diversity": ...})
+        # per reported structure, the report's lockbox backtest (discovery.evaluate.LockboxRun)
+        structures = [StructureRecord.from_lockbox(rank, run.result, run.spot, lockbox=run.metrics,
+                                                   evaluation=run.replay, in_sample=...,
+                                                   out_of_sample=..., honesty=..., verdict=...) for ...]
+        sink.finish(report, evaluations, structures)      # once, after the lockbox
+        # or, when the search dies: sink.fail("why")
+        ...                                               # the command's last steps
+    # leaving the block waits (bounded) until everything is recorded or spooled
 
 Every call only journals and returns: no MLflow call, MLflow import or plot drawing happens in
-the caller's process (a sender process, :mod:`discovery.sender`, does them), except that
-``finish``/``fail`` wait until the sender has sent the results; it then draws and sends the plots
-while the caller goes on (``MlflowSink.join`` waits for that too).
+the caller's process (a sender process, :mod:`discovery.sender`, does them, while the caller
+goes on: the results first, what ``osd top`` reads, then the tables and plots). ``close``
+(leaving the ``with`` block) waits until the sender has sent everything, at most
+``close_timeout_s`` once the results are in, so that a command does not exit with its plots unsent.
 
 ``report`` is the ``discovered_structures.json`` dict, ``evaluations`` a DataFrame with one row
 per distinct genome evaluated (genes and fold metrics as plain columns), and ``structures`` one
@@ -49,17 +53,18 @@ Resilience. Writes are journaled to a spool folder first (:mod:`discovery.spool`
 separate sender process, in batches: per-generation metrics go out at most once per
 ``flush_interval_s`` (consecutive batches are merged into one ``log_batch`` call), so a remote server's ~50 ms per call stays off the
 search's critical path. If the server does not answer, the operations stay in the spool and are
-retried every ``retry_interval_s``; the search is never interrupted. ``finish`` keeps trying for
-``finish_timeout_s`` and then leaves the spool with a message naming ``osd tracking flush --spool
-DIR``. MLflow's HTTP retries are cut (see :func:`configure_mlflow_client`) so an unreachable
+retried every ``retry_interval_s``; the search is never interrupted. After ``finish`` the sender
+keeps trying for ``finish_timeout_s`` and then leaves the spool, and ``close`` says so, naming
+``osd tracking flush --spool DIR``. MLflow's HTTP retries are cut (see :func:`configure_mlflow_client`) so an unreachable
 server costs seconds, not minutes.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import select
 import subprocess
-import os
 import sys
 import time
 import uuid
@@ -191,6 +196,12 @@ class ResultsSink(Protocol):
     def fail(self, reason: str) -> None:
         """Close the run as failed (instead of ``finish``)."""
 
+    def __enter__(self) -> "ResultsSink":
+        """Get ready (an ``MlflowSink`` launches its sender, so it is up when the search starts)."""
+
+    def __exit__(self, *exc_info) -> None:
+        """Wait, bounded, until everything is recorded (or spooled) before the command exits."""
+
 
 def make_sink(experiment: str, tracking_uri: str | None = None, enabled: bool = True, **options) -> "ResultsSink":
     """The sink for a ``discover`` command line: ``MlflowSink`` unless ``--no-tracking``."""
@@ -199,6 +210,12 @@ def make_sink(experiment: str, tracking_uri: str | None = None, enabled: bool = 
 
 class NullSink:
     """Records nothing (``--no-tracking``)."""
+
+    def __enter__(self) -> "NullSink":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        pass
 
     def start(self, config: Mapping[str, Any]) -> None:
         pass
@@ -218,13 +235,13 @@ class NullSink:
 class MlflowSink:
     """Streams a discovery run into MLflow through a local spool (see the module docstring).
 
-    The calls journal their operations and return; one sender process (started by ``start``,
-    :mod:`discovery.sender`) imports MLflow, creates the store, sends the journal and retries
+    The calls journal their operations and return; one sender process (:mod:`discovery.sender`,
+    launched by ``open``, i.e. entering a ``with`` block, or else by ``start``) imports MLflow, creates the store, sends the journal and retries
     while the server is away, so neither MLflow's import and store set-up nor a remote server's
     latency is spent on the search's time, and, being a process rather than a thread, it never
-    holds the search's GIL. ``finish``/``fail`` wait until it has sent the results (at most
-    ``finish_timeout_s`` once the server stops answering); it then draws the plots and sends
-    them while the search's process goes on or exits (:meth:`join` waits for them). ``spool_dir``
+    holds the search's GIL. After ``finish``/``fail`` it sends the results (trying for at most
+    ``finish_timeout_s`` once the server stops answering), then draws the plots and sends them,
+    while the caller goes on; :meth:`close` waits for all that, bounded. ``spool_dir``
     is the parent folder; this run's journal is ``spool_dir/<run key>`` (with the sender's log,
     ``sender.log``) and is deleted once everything has reached the server.
     """
@@ -235,13 +252,16 @@ class MlflowSink:
     flush_interval_s: float = 2.0
     retry_interval_s: float = 5.0
     finish_timeout_s: float = 15.0
+    close_timeout_s: float = 30.0
     run_name: str | None = None
     last_flush: FlushResult | None = field(default=None, init=False)
     parent_run_id: str | None = field(default=None, init=False)  # known once finished
     _history: list[tuple[int, dict[str, float]]] = field(default_factory=list, init=False, repr=False)
     _spool: Spool | None = field(default=None, init=False, repr=False)
     _sender: subprocess.Popen | None = field(default=None, init=False, repr=False)  # discovery.sender
+    _run_started: bool = field(default=False, init=False, repr=False)
     _finished: bool = field(default=False, init=False, repr=False)
+    _report_read: bool = field(default=False, init=False, repr=False)  # the sender's, on the results
 
     PARENT = "parent"
 
@@ -251,17 +271,29 @@ class MlflowSink:
 
     # ------------------------------------------------------------------ the sink API
 
+    def open(self) -> "MlflowSink":
+        """Create the spool and launch the sender (once; ``start`` does it if not done yet). Called
+        early, before the search's set-up, it lets the sender import MLflow and open the store
+        while the caller is still busy on one core (the demo's validation, a Ray start)."""
+        if self._spool is None:
+            run_key = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+            self._spool = Spool.create(Path(self.spool_dir) / run_key, self.tracking_uri, self.experiment)
+            self._launch_sender()
+        return self
+
     def start(self, config: Mapping[str, Any]) -> None:
-        if self._spool is not None:
+        if self._run_started:
             raise RuntimeError("MlflowSink.start called twice")
-        run_key = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
-        self._spool = Spool.create(Path(self.spool_dir) / run_key, self.tracking_uri, self.experiment)
+        self.open()
+        self._run_started = True
         self._create_run(self.PARENT, self.run_name or self.experiment, None,
                          {KIND_TAG: "discovery", EXPERIMENT_TAG: self.experiment})
         self._log_params(self.PARENT, flatten_params(config))
         folder = self._spool.stage_dir()
         (folder / "config.yaml").write_text(yaml.safe_dump(_plain(config), sort_keys=False))
         self._log_artifacts(self.PARENT, folder)
+
+    def _launch_sender(self) -> None:
         configure_mlflow_client()  # the sender inherits the environment
         settings = {"spool": str(self._spool.path.resolve()), "tracking_uri": self.tracking_uri,
                     "flush_interval_s": self.flush_interval_s, "retry_interval_s": self.retry_interval_s,
@@ -310,18 +342,48 @@ class MlflowSink:
         for record in ranked:
             self._log_artifacts(f"structure-{record.rank:02d}", folders[record.rank])
         self._log_artifacts(self.PARENT, parent_files)
-        self._drain(results_end)
+        self._complete(results_end)
 
     def fail(self, reason: str) -> None:
         self._started()
         self._log_tags(self.PARENT, {"osd.failure": reason[:7900]})
-        self._drain(self._end_run(self.PARENT, "FAILED"))
+        self._complete(self._end_run(self.PARENT, "FAILED"))
 
-    def join(self, timeout: float | None = None) -> bool:
-        """Wait until the sender has drawn and sent the plots too (``finish`` returns once the
-        results are sent); True when everything reached the server and the spool is gone."""
-        self._sender.wait(timeout)
+    def close(self, timeout: float | None = None) -> bool:
+        """Wait until the sender has sent everything: the results (for as long as it keeps
+        trying, ``finish_timeout_s`` once the server stops answering), then the tables and plots
+        (at most ``timeout``, default ``close_timeout_s``, more). A command calls this before it
+        exits, so that a machine torn down right after (a Kubernetes RayJob) loses nothing. Says
+        where the run is or what is left where; True when everything reached the server and the
+        spool is gone. A sink opened but never started leaves nothing behind."""
+        if self._sender is None:
+            return True
+        if not self._run_started:  # nothing to send: no need to wait for the sender's start-up
+            self._sender.kill()
+            self._sender.wait()
+            return self._spool.remove_if_done()
+        if not self._finished:  # the caller died between start and finish/fail: send what is there
+            self._finished = True
+            with contextlib.suppress(BrokenPipeError):
+                self._sender.stdin.close()
+        if not self._report_read:
+            self._report_read = True
+            # one more HTTP timeout (MLFLOW_HTTP_REQUEST_TIMEOUT) may be under way at the deadline
+            self._read_report(self.finish_timeout_s + float(os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"]) + 30)
+        try:
+            self._sender.wait(self.close_timeout_s if timeout is None else timeout)
+        except subprocess.TimeoutExpired:
+            print(f"MLflow: the plots are still being sent by process {self._sender.pid}; what is not sent "
+                  f"stays in {self._spool.path} (send it with: osd tracking flush --spool {self._spool.path})",
+                  file=sys.stderr)
+            return False
         return not self._spool.path.exists()
+
+    def __enter__(self) -> "MlflowSink":
+        return self.open()
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
     # ------------------------------------------------------------------ results
 
@@ -332,7 +394,7 @@ class MlflowSink:
     # ------------------------------------------------------------------ journaling
 
     def _started(self) -> Spool:
-        if self._spool is None:
+        if not self._run_started:
             raise RuntimeError("MlflowSink.start must be called first")
         if self._finished:
             raise RuntimeError("MlflowSink is already finished")
@@ -422,23 +484,23 @@ class MlflowSink:
 
     # ------------------------------------------------------------------ the end
 
-    def _drain(self, results_end: int) -> None:
-        """Tell the sender the journal is complete and wait until it has sent the results (up
-        to ``results_end``; for up to ``finish_timeout_s`` of unanswered tries), then say where
-        they are or what is left. The plots follow in the background (:meth:`join` waits)."""
-        spool = self._spool
+    def _complete(self, results_end: int) -> None:
+        """Tell the sender the journal is complete; the operations up to ``results_end`` are the
+        results, the rest the tables and plots. It sends them while the caller goes on."""
         self._finished = True
-        report = None
-        try:
+        with contextlib.suppress(BrokenPipeError):  # the sender died: close() says so
             self._sender.stdin.write(json.dumps({"results_end": results_end}) + "\n")
             self._sender.stdin.close()
-            # one more HTTP timeout (MLFLOW_HTTP_REQUEST_TIMEOUT) may be under way at the deadline
-            wait = self.finish_timeout_s + float(os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"]) + 30
+
+    def _read_report(self, wait: float) -> None:
+        """Wait (up to ``wait``) for the sender's report on the results (sent, or given up after
+        ``finish_timeout_s`` of unanswered tries), then say where they are or what is left."""
+        spool = self._spool
+        report = None
+        with contextlib.suppress(ValueError):  # the sender died (its log says why)
             if select.select([self._sender.stdout], [], [], wait)[0]:
                 line = self._sender.stdout.readline()
                 report = json.loads(line) if line.strip() else None
-        except (BrokenPipeError, ValueError):  # the sender died (its log says why)
-            pass
         if report is None or "error" in report:
             why = report["error"] if report else f"the sender process did not answer; see {spool.path / 'sender.log'}"
             print(f"MLflow tracking failed ({why}); the results are kept in {spool.path}. Send them with: "
@@ -454,8 +516,8 @@ class MlflowSink:
             print(f"MLflow rejected some operations; they are kept in {spool.path / 'rejected'}",
                   file=sys.stderr)
         else:
-            print(f"MLflow: experiment {self.experiment!r}, run {self.parent_run_id} at {self.tracking_uri} "
-                  f"(plots follow from process {self._sender.pid})", file=sys.stderr)
+            print(f"MLflow: experiment {self.experiment!r}, run {self.parent_run_id} at {self.tracking_uri}",
+                  file=sys.stderr)
 
 
 # ---------------------------------------------------------------------- helpers

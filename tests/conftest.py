@@ -81,8 +81,8 @@ def serial_run(small_planted_market, tmp_path_factory) -> Path:
     from tests.test_discover import small_config
 
     out = tmp_path_factory.mktemp("serial")
-    sink = MlflowSink("small", tracking_uri=fresh_sqlite_store(out / "mlflow.db"), spool_dir=out / "spool")
-    discover(small_config(small_planted_market), out, sink=sink)
+    with MlflowSink("small", tracking_uri=fresh_sqlite_store(out / "mlflow.db"), spool_dir=out / "spool") as sink:
+        discover(small_config(small_planted_market), out, sink=sink)
     return out
 
 

@@ -104,6 +104,7 @@ def test_parent_run_gets_the_baselines(result, tmp_path):
                       finish_timeout_s=0.0)
     sink.start({"name": "baselines"})
     sink.finish(result, pd.DataFrame({"genome": ["g0"]}), [])
+    assert not sink.close()  # the server is away: everything stays spooled
     client = MlflowClient(fresh_sqlite_store(tmp_path / "store.db"))
     assert Spool.open(sink.spool_path).flush(client).pending == 0
     [parent] = client.search_runs([client.get_experiment_by_name("baselines").experiment_id])

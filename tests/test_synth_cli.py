@@ -136,8 +136,10 @@ def test_demo_generates_then_reuses(tmp_path, monkeypatch):
     monkeypatch.setattr(demo_mod, "DEMO_MARKET", {**demo_mod.DEMO_MARKET, "start": "2021-01-04", "end": "2021-02-26"})
     # two months are too short for discovery's folds: this test is about the market steps
     monkeypatch.setattr(demo_mod, "STEPS", tuple(s for s in demo_mod.STEPS if s is not demo_mod.discover_structures))
+    monkeypatch.chdir(tmp_path)  # where the tracking sink's spool (and MLflow's local store) would go
     r = _run("demo", "--out", str(tmp_path / "demo"))
     assert r.exit_code == 0, r.output
+    assert not (tmp_path / "mlflow-spool").exists()  # a sink that never started a run leaves nothing
     assert "synthesizing" in r.output and "mean 30-day ATM IV" in r.output and "validation" in r.output
     created = json.loads((tmp_path / "demo" / "data" / "dataset.json").read_text())["created"]
     r = _run("demo", "--out", str(tmp_path / "demo"))

@@ -64,7 +64,7 @@ def finish(sink: MlflowSink, n_structures: int = 2) -> None:
     report = {"experiment": sink.experiment, "discovered_structures": [{"rank": r} for r in range(1, n_structures + 1)]}
     evaluations = pd.DataFrame({"genome": [f"g{i}" for i in range(50)], "fold0_sharpe": np.linspace(-1, 1, 50)})
     sink.finish(report, evaluations, [make_structure(r) for r in range(1, n_structures + 1)])
-    sink.join(120)  # finish returns once the results are sent; the plots follow
+    sink.close(120)  # finish returns once the results are sent; the plots follow
 
 
 def check_everything_logged(client: MlflowClient, experiment: str, generations: int, n_structures: int,
@@ -238,7 +238,7 @@ def test_osd_top_on_the_local_default_store(tmp_path, monkeypatch):
     empty = MlflowSink("local", spool_dir=tmp_path / "spool")
     empty.start(make_config())
     empty.finish({"discovered_structures": []}, pd.DataFrame({"genome": []}), [])
-    assert empty.join(120)
+    assert empty.close(120)
     latest = runner.invoke(main, ["top", "--experiment", "local"])
     assert latest.exit_code == 0 and "reported no structures" in latest.output
     earlier = runner.invoke(main, ["top", "--experiment", "local", "--run", sink.parent_run_id, "--json"])

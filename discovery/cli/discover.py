@@ -62,27 +62,29 @@ def discover(config_path, out, executor, address, workers, resume_dir, seed, qui
     out_dir = Path(resume_dir or out or Path("runs") / config.name)
     total = config.search.generations + 1
     started = time.perf_counter()
-    with tqdm(total=total, unit="gen", desc="discover", disable=quiet) as bar:
-        def on_generation(record: dict) -> None:
-            done = record["generation"] + 1
-            bar.n = done
-            bar.set_postfix(best=f"{record['best']:.4f}", evals=record["distinct_evaluated"],
-                            diversity=f"{record['mean_distance']:.2f}")
-            bar.refresh()
-            # one plain line per generation for job logs (ray job logs, kubectl logs)
-            eta = (time.perf_counter() - started) / done * (total - done)
-            tqdm.write(f"generation {record['generation']}: best {record['best']:.4f} "
-                       f"mean {record['population_mean']:.4f} evals {record['evaluations']} "
-                       f"({record['evals_per_s']:.1f}/s) ETA {eta:.0f}s", file=sys.stderr)
+    # the sink first: its sender starts up (MLflow's import, the store) while the cluster does;
+    # leaving its block waits (bounded) until everything is recorded, so a torn-down job loses nothing
+    with make_sink(config.name, tracking_uri, enabled=not no_tracking) as sink:
+        with tqdm(total=total, unit="gen", desc="discover", disable=quiet) as bar:
+            def on_generation(record: dict) -> None:
+                done = record["generation"] + 1
+                bar.n = done
+                bar.set_postfix(best=f"{record['best']:.4f}", evals=record["distinct_evaluated"],
+                                diversity=f"{record['mean_distance']:.2f}")
+                bar.refresh()
+                # one plain line per generation for job logs (ray job logs, kubectl logs)
+                eta = (time.perf_counter() - started) / done * (total - done)
+                tqdm.write(f"generation {record['generation']}: best {record['best']:.4f} "
+                           f"mean {record['population_mean']:.4f} evals {record['evaluations']} "
+                           f"({record['evals_per_s']:.1f}/s) ETA {eta:.0f}s", file=sys.stderr)
 
-        try:
-            with open_executor(workers) as map_fn:
-                run_discovery(config, out_dir, map_fn=map_fn, resume=resume_dir is not None,
-                              sink=make_sink(config.name, tracking_uri, enabled=not no_tracking),
-                              on_generation=on_generation, progress=not quiet)
-        except KeyboardInterrupt:
-            raise click.ClickException(
-                f"interrupted; the last finished generation is checkpointed: resume with "
-                f"osd discover --config {config_path} --resume {out_dir}") from None
-    click.echo((out_dir / "summary.txt").read_text())
-    click.echo(f"written: {out_dir / RESULT_FILE}")
+            try:
+                with open_executor(workers) as map_fn:
+                    run_discovery(config, out_dir, map_fn=map_fn, resume=resume_dir is not None,
+                                  sink=sink, on_generation=on_generation, progress=not quiet)
+            except KeyboardInterrupt:
+                raise click.ClickException(
+                    f"interrupted; the last finished generation is checkpointed: resume with "
+                    f"osd discover --config {config_path} --resume {out_dir}") from None
+        click.echo((out_dir / "summary.txt").read_text())
+        click.echo(f"written: {out_dir / RESULT_FILE}")
