@@ -45,9 +45,10 @@ def run_discovery(data_path: Path, out_dir: Path, map_fn=map, sink=None) -> dict
     config = demo_config(data_path)
     click.echo(f"discovery: {config.search.population} genomes x {config.search.generations} generations, "
                f"{config.walk_forward.folds} walk-forward folds, lockbox of {config.walk_forward.lockbox_days} days")
-    result = discover(config, out_dir, map_fn=map_fn, sink=sink)
+    lockbox_runs = {}
+    result = discover(config, out_dir, map_fn=map_fn, sink=sink, on_lockbox=lockbox_runs.update)
     click.echo((out_dir / "summary.txt").read_text())
-    rec = recovery(result, config)
+    rec = recovery(result, config, top_trades=lockbox_runs[1].result.trades if lockbox_runs else None)
     if rec["plant"] is None:
         click.echo("planted edge: the demo market has no plant to recover")
     elif rec["recovered"] and rec["passed"]:

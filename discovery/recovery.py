@@ -110,9 +110,10 @@ def match(structure: dict, trades: pd.DataFrame, dataset, underlying: str, plant
     }
 
 
-def recovery(result: dict, config) -> dict:
-    """Whether the top reported structure recovers a plant (``match`` on its lockbox trades,
-    re-run with the run's ``config``) and passes the thresholds."""
+def recovery(result: dict, config, top_trades: pd.DataFrame | None = None) -> dict:
+    """Whether the top reported structure recovers a plant (``match`` on its lockbox trades:
+    ``top_trades`` where the caller kept them from the run, else re-run with the run's
+    ``config``) and passes the thresholds."""
     from pathlib import Path
 
     from backtest.store import Dataset
@@ -125,7 +126,7 @@ def recovery(result: dict, config) -> dict:
         return {"recovered": False, "passed": False, "plant": None, "checks": None}
     top = structures[0]
     path = Path(result["data"]["path"])
-    trades = lockbox_backtest(make_context(config, path), dna_of(top))[0].trades
+    trades = top_trades if top_trades is not None else lockbox_backtest(make_context(config, path), dna_of(top))[0].trades
     dataset = Dataset(path)
     best = max((match(top, trades, dataset, result["symbol"], p) | {"plant": p["name"]} for p in plants),
                key=lambda c: (c["recovered"], c["harvests"], c["planted_edge"]))

@@ -88,9 +88,11 @@ def make_context(config: RunConfig, path: Path) -> EvalContext:
 
 def discover(config: RunConfig, out_dir: Path, map_fn: MapFn = map, resume: bool = False,
              on_generation: Callable[[dict], None] | None = None, progress: bool = False,
-             sink: ResultsSink | None = None) -> dict:
+             sink: ResultsSink | None = None,
+             on_lockbox: Callable[[dict[int, LockboxRun]], None] | None = None) -> dict:
     """Run the search and write ``discovered_structures.json`` and ``summary.txt`` into ``out_dir``;
-    stream the run into ``sink`` (MLflow, DESIGN §7) when one is given."""
+    stream the run into ``sink`` (MLflow, DESIGN §7) when one is given. ``on_lockbox`` receives
+    the reported structures' lockbox backtests by rank (their trade logs, with no second run)."""
     check_before_compute(config)
     sink = sink or NullSink()
     sink.start(config.model_dump(mode="json"))
@@ -108,6 +110,8 @@ def discover(config: RunConfig, out_dir: Path, map_fn: MapFn = map, resume: bool
     except BaseException as exc:
         sink.fail(f"{type(exc).__name__}: {exc}")
         raise
+    if on_lockbox is not None:
+        on_lockbox(lockbox_runs)
     if isinstance(sink, NullSink):  # records nothing: spare it the table
         sink.finish(result, pd.DataFrame(), [])
     else:

@@ -64,8 +64,13 @@ def test_resume_after_generation_1_gives_the_identical_result(small_planted_mark
     with pytest.raises(Interrupted):
         discover(small_config(small_planted_market), tmp_path, on_generation=interrupt_after(1))
     assert not (tmp_path / RESULT_FILE).exists()
-    discover(small_config(small_planted_market), tmp_path, resume=True)
+    lockbox_runs = {}
+    result = discover(small_config(small_planted_market), tmp_path, resume=True, on_lockbox=lockbox_runs.update)
     assert without_timestamps(tmp_path) == without_timestamps(serial_run)
+    # the trade log the run kept is the one a replay of the lockbox gives (the demo's recovery uses it)
+    assert sorted(lockbox_runs) == [s["rank"] for s in result["discovered_structures"]]
+    kept = recovery(result, small_config(small_planted_market), top_trades=lockbox_runs[1].result.trades)
+    assert kept == recovery(result, small_config(small_planted_market))
 
 
 def test_planted_edge_is_recovered(small_planted_market, serial_run):
