@@ -30,9 +30,10 @@ from typing import IO, Any
 from discovery.spool import FlushResult, Spool
 
 PARENT_RUN_KEY = "parent"  # the journal's key of the discovery (parent) run
-# below the search's priority: its start-up (MLflow's import, the store) takes the CPU the search
-# leaves idle instead of slowing it down
-NICENESS = 10
+# below the search's priority: its start-up (MLflow's import, the store) and plots take the CPU
+# the search leaves idle instead of slowing it down. The search's evaluators are Ray workers,
+# which Ray runs at niceness 15, so the sender must sit below them (at 10 it pre-empted them).
+NICENESS = 19
 
 
 def send_until(spool: Spool, client: Any, until: int | None, deadline: float, retry_interval_s: float) -> FlushResult:
