@@ -85,13 +85,20 @@ class RayExecutor:
     def overhead(self) -> dict:
         """Evaluators, evaluation seconds measured inside them, driver seconds spent in map calls,
         the overhead share (evaluator time not spent evaluating over evaluating time, within map
-        calls) and the one-off warm-up (new evaluators fetching the shards) kept apart from it."""
+        calls), the one-off warm-up (new evaluators fetching the shards) kept apart from it, the
+        evaluators' CPU seconds (in tasks, and in all) and the kernels they compiled instead of
+        loading them from numba's cache."""
         workers = sum(len(m.evaluators) for m in self.maps.values())
         busy = sum(m.busy_seconds for m in self.maps.values())
         wall = sum(m.wall_seconds for m in self.maps.values())
         share = (workers * wall - busy) / busy if busy else float("nan")
+        stats = [s for m in self.maps.values() for s in m.stats()]
         return {"workers": workers, "evaluation_s": busy, "dispatch_wall_s": wall, "overhead_share": share,
-                "warm_up_s": sum(m.warm_up_seconds for m in self.maps.values())}
+                "warm_up_s": sum(m.warm_up_seconds for m in self.maps.values()),
+                # CPU: a loaded machine preempts the evaluators (evaluation CPU < evaluation_s)
+                "evaluation_cpu_s": sum(m.busy_cpu_seconds for m in self.maps.values()),
+                "evaluator_cpu_s": sum(s["cpu_s"] for s in stats),
+                "numba_compiles": sum(s["numba_compiles"] for s in stats)}
 
 
 @contextlib.contextmanager

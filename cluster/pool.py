@@ -101,17 +101,31 @@ class Evaluator:
                     raise exc.cause from None
                 self.fetches[name] += 1
 
-    def run(self, task: Callable, shard_refs: dict[str, Any], items: list) -> tuple[list, float]:
+    def run(self, task: Callable, shard_refs: dict[str, Any], items: list) -> tuple[list, float, float]:
+        """``task(shards, items)``, its wall seconds and this process's CPU seconds meanwhile."""
         import numba
 
         numba.set_num_threads(min(self.cpus, numba.config.NUMBA_NUM_THREADS))  # thread-local: set per task
         self.fetch(shard_refs)
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         out = task(self.shards, items)
-        return out, time.perf_counter() - t0
+        return out, time.perf_counter() - t0, time.process_time() - cpu0
 
     def stats(self) -> dict:
-        return {"node_id": ray.get_runtime_context().get_node_id(), "fetches": dict(self.fetches)}
+        return {"node_id": ray.get_runtime_context().get_node_id(), "fetches": dict(self.fetches),
+                "numba_compiles": numba_compiles(), "cpu_s": time.process_time()}
+
+
+def numba_compiles() -> int:
+    """Kernels this process compiled instead of loading from numba's on-disk cache (signatures
+    missed, over the loaded ``*_nb`` kernel modules): 0 once the cache is warm."""
+    import sys
+
+    from numba.core.registry import CPUDispatcher
+
+    return sum(sum(kernel.stats.cache_misses.values())
+               for name, module in list(sys.modules.items()) if name.endswith("_nb")
+               for kernel in vars(module).values() if isinstance(kernel, CPUDispatcher))
 
 
 def publish_shards(specs: Sequence[ShardSpec]) -> tuple[list, dict[str, ray.ObjectRef]]:
@@ -129,8 +143,11 @@ def task_plan(n_items: int, n_evaluators: int, seconds_per_item: float | None,
     """``(start, size)`` of each task, in item order, by guided self-scheduling: each task takes a
     ``1 / (2 * n_evaluators)`` share of the items still to cut, but at least ``min_task_seconds``
     of work at the measured ``seconds_per_item`` (unmeasured, ``None``: at least one item); the
-    first tasks are large, the last ones small enough that the evaluators finish together."""
+    first tasks are large, the last ones small enough that the evaluators finish together. The
+    floor never exceeds an even share of the items, so a call smaller than ``n_evaluators`` floors
+    (e.g. a generation's few fresh genomes) still keeps every evaluator busy."""
     floor = max(1, math.ceil(min_task_seconds / seconds_per_item)) if seconds_per_item else 1
+    floor = min(floor, max(1, math.ceil(n_items / n_evaluators)))
     plan, start = [], 0
     while start < n_items:
         left = n_items - start
@@ -151,6 +168,7 @@ class RayMap:
         self.max_retries = max_retries
         self.seconds_per_item: float | None = None
         self.busy_seconds = 0.0   # evaluation time measured inside the evaluators
+        self.busy_cpu_seconds = 0.0  # the evaluators' CPU time meanwhile (less than busy when preempted)
         self.warm_up_seconds = 0.0  # driver time spent having new evaluators fetch the shards
         self.wall_seconds = 0.0   # driver wall time spent in map calls, evaluator warm-ups excluded
         self.requeued = 0         # tasks retried after their evaluator died or its node left
@@ -232,7 +250,7 @@ class RayMap:
         attempts: Counter = Counter()
         queued = {e: 0 for e in self.evaluators}   # tasks sent to each live evaluator, not yet back
         inflight: dict = {}
-        done_items, done_seconds = 0, 0.0
+        done_items, done_seconds, done_cpu = 0, 0.0, 0.0
         while todo or inflight:
             # each evaluator holds up to QUEUE_DEPTH tasks, so it starts the next as soon as one ends;
             # dealt round-robin, so the large first tasks go to different evaluators
@@ -254,7 +272,7 @@ class RayMap:
                 continue
             evaluator, start, size = inflight.pop(ready[0])
             try:
-                out, seconds = ray.get(ready[0])
+                out, seconds, cpu_seconds = ray.get(ready[0])
             except RayTaskError as exc:  # a user error on a worker (e.g. unreadable data) stays one line
                 if isinstance(exc.cause, UserError):
                     raise exc.cause from None
@@ -267,9 +285,11 @@ class RayMap:
             results[start:start + size] = out
             done_items += size
             done_seconds += seconds
+            done_cpu += cpu_seconds
             if evaluator in queued:
                 queued[evaluator] -= 1
         self.busy_seconds += done_seconds
+        self.busy_cpu_seconds += done_cpu
         self.wall_seconds += time.perf_counter() - t0 - (self.warm_up_seconds - warm_up_before)
         if done_items:
             self.seconds_per_item = done_seconds / done_items
