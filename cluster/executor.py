@@ -66,7 +66,8 @@ class RayExecutor:
             actors, refs = publish_shards([spec])
             self.shard_actors += actors
             # the evaluators start while the shard loads, then fetch it before their first task
-            self.maps[context] = RayMap(refs, workers=self.workers, min_task_seconds=self.min_task_seconds)
+            self.maps[context] = RayMap(refs, workers=self.workers, min_task_seconds=self.min_task_seconds,
+                                        preload=[type(context).__module__])  # the evaluation stack
             self.shard_names[context] = spec.name
         return self.maps[context]
 

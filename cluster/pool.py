@@ -91,8 +91,14 @@ class Evaluator:
         self.fetches: Counter = Counter()
         self.cpus = max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
 
-    def fetch(self, shard_refs: dict[str, Any]) -> None:
-        """Fetch the shards not cached yet (refs arrive wrapped, so Ray does not resolve them)."""
+    def fetch(self, shard_refs: dict[str, Any], preload: Sequence[str] = ()) -> None:
+        """Import the ``preload`` modules (what the tasks will run), then fetch the shards not
+        cached yet (refs arrive wrapped, so Ray does not resolve them). The imports overlap the
+        shard loads instead of following them (the shard's unpickling would import them)."""
+        import importlib
+
+        for module in preload:
+            importlib.import_module(module)
         for name, (ref,) in shard_refs.items():
             if name not in self.shards:
                 try:
@@ -162,8 +168,9 @@ class RayMap:
     items)`` must be elementwise (an item's result never depends on the other items of its task)."""
 
     def __init__(self, shard_refs: dict[str, ray.ObjectRef], *, workers: int | None = None,
-                 min_task_seconds: float = MIN_TASK_SECONDS, max_retries: int = 3):
+                 min_task_seconds: float = MIN_TASK_SECONDS, max_retries: int = 3, preload: Sequence[str] = ()):
         self.shard_refs = {name: (ref,) for name, ref in shard_refs.items()}
+        self.preload = tuple(preload)  # modules new evaluators import while the shards load
         self.min_task_seconds = min_task_seconds
         self.max_retries = max_retries
         self.seconds_per_item: float | None = None
@@ -220,7 +227,7 @@ class RayMap:
         """New evaluators fetch the shards before their first task (a one-off per evaluator, timed
         apart from the map calls); one that dies meanwhile is retired by the next call."""
         t0 = time.perf_counter()
-        fetched = {e.fetch.options(name="fetch shards").remote(self.shard_refs): e for e in evaluators}
+        fetched = {e.fetch.options(name="fetch shards").remote(self.shard_refs, self.preload): e for e in evaluators}
         for ref, evaluator in fetched.items():
             try:
                 ray.get(ref)
