@@ -87,8 +87,8 @@ class RayExecutor:
         """Evaluators, evaluation seconds measured inside them, driver seconds spent in map calls,
         the overhead share (evaluator time not spent evaluating over evaluating time, within map
         calls), the one-off warm-up (new evaluators fetching the shards) kept apart from it, the
-        evaluators' CPU seconds (in tasks, and in all) and the kernels they compiled instead of
-        loading them from numba's cache."""
+        evaluators' CPU seconds in tasks and the kernels they compiled instead of loading them
+        from numba's cache."""
         workers = sum(len(m.evaluators) for m in self.maps.values())
         busy = sum(m.busy_seconds for m in self.maps.values())
         wall = sum(m.wall_seconds for m in self.maps.values())
@@ -98,7 +98,6 @@ class RayExecutor:
                 "warm_up_s": sum(m.warm_up_seconds for m in self.maps.values()),
                 # CPU: a loaded machine preempts the evaluators (evaluation CPU < evaluation_s)
                 "evaluation_cpu_s": sum(m.busy_cpu_seconds for m in self.maps.values()),
-                "evaluator_cpu_s": sum(s["cpu_s"] for s in stats),
                 "numba_compiles": sum(s["numba_compiles"] for s in stats)}
 
 

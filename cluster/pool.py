@@ -16,8 +16,10 @@
 """
 from __future__ import annotations
 
+import importlib
 import itertools
 import math
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -45,8 +47,6 @@ NODE_CHECK_SECONDS = 2.0  # how often a waiting driver checks that busy evaluato
 
 def resolve(path: str) -> Callable:
     """``"package.module:function"`` -> the function."""
-    import importlib
-
     module, _, name = path.partition(":")
     return getattr(importlib.import_module(module), name)
 
@@ -95,8 +95,6 @@ class Evaluator:
         """Import the ``preload`` modules (what the tasks will run), then fetch the shards not
         cached yet (refs arrive wrapped, so Ray does not resolve them). The imports overlap the
         shard loads instead of following them (the shard's unpickling would import them)."""
-        import importlib
-
         for module in preload:
             importlib.import_module(module)
         for name, (ref,) in shard_refs.items():
@@ -119,14 +117,12 @@ class Evaluator:
 
     def stats(self) -> dict:
         return {"node_id": ray.get_runtime_context().get_node_id(), "fetches": dict(self.fetches),
-                "numba_compiles": numba_compiles(), "cpu_s": time.process_time()}
+                "numba_compiles": numba_compiles()}
 
 
 def numba_compiles() -> int:
     """Kernels this process compiled instead of loading from numba's on-disk cache (signatures
     missed, over the loaded ``*_nb`` kernel modules): 0 once the cache is warm."""
-    import sys
-
     from numba.core.registry import CPUDispatcher
 
     return sum(sum(kernel.stats.cache_misses.values())
