@@ -76,6 +76,8 @@ class StructureType(str, enum.Enum):
         if isinstance(value, cls):
             return value
         text = str(value).strip()
+        if text in _BY_VALUE:  # the common case, one lookup (values are the lower-case names)
+            return _BY_VALUE[text]
         if text.startswith("StructureType."):
             text = text.split(".", 1)[1]
         for member in cls:
@@ -88,6 +90,7 @@ class StructureType(str, enum.Enum):
 
 
 STRUCTURE_CODES = {t: i for i, t in enumerate(StructureType)}
+_BY_VALUE = {t.value: t for t in StructureType}
 
 _CALENDARS = {StructureType.CALENDAR_CALL, StructureType.CALENDAR_PUT}
 _DIAGONALS = {StructureType.DIAGONAL_CALL, StructureType.DIAGONAL_PUT}
@@ -178,7 +181,8 @@ class StructureDNA:
 
     # ------------------------------------------------------------------ JSON
     def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
+        # the fields are immutable scalars and a tuple: no deep copy (dataclasses.asdict) needed
+        out = {f.name: getattr(self, f.name) for f in _FIELDS}
         out["structure_type"] = self.structure_type.value
         if self.entry_regime is not None:
             out["entry_regime"] = list(self.entry_regime)
@@ -243,7 +247,8 @@ def relevant_genes(structure_type: StructureType | str) -> frozenset[str]:
     return frozenset(genes)
 
 
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(StructureDNA) if f.name != "structure_type"}
+_FIELDS = dataclasses.fields(StructureDNA)
+_DEFAULTS = {f.name: f.default for f in _FIELDS if f.name != "structure_type"}
 
 
 def canonical(dna: StructureDNA) -> StructureDNA:

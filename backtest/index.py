@@ -11,15 +11,20 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, fields
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from backtest.errors import UserError
-from backtest.store import ChainArrays, Dataset, date_to_days, to_date
+from backtest import index_nb
+from backtest.store import ChainArrays, Dataset, chain_columns, chain_fields, date_to_days, is_sorted_by, to_date
 
 _EPOCH = np.datetime64("1970-01-01", "D")
+# the ChainArrays fields an index is built from (the other chain columns are never read for it)
+INDEX_FIELDS = ("quote_date", "expiration", "strike", "is_call", "root", "roots", "european", "bid", "ask", "delta",
+                "underlying_price")
 
 
 @dataclass(frozen=True)
@@ -55,8 +60,9 @@ class ChainIndex:
         """Index one underlying's chains in [start, end]; closes come from the dataset's
         underlying bars where it has them, else from the chains' underlying_price."""
         dataset = data if isinstance(data, Dataset) else Dataset(data)
-        arrays = dataset.chain_arrays(underlying, start, end)
-        if not len(arrays):
+        table = dataset.read_chains(underlying, start, end, columns=chain_columns(INDEX_FIELDS))
+        arrays = SimpleNamespace(**chain_fields(table, INDEX_FIELDS))
+        if not len(arrays.quote_date):
             span = f" between {start or 'the start'} and {end or 'the end'}"
             raise UserError(f"{dataset.uri}: no {underlying} option chains{span}")
         try:
@@ -70,19 +76,23 @@ class ChainIndex:
     def from_arrays(
         cls, arrays: ChainArrays, closes: pd.Series | None = None, underlying: str = ""
     ) -> "ChainIndex":
-        """Build from store columns. ``closes``: underlying close by date (any date-like index);
-        days it lacks fall back to the day's first chain ``underlying_price``."""
+        """Build from store columns: a ChainArrays, or anything with its INDEX_FIELDS. ``closes``:
+        underlying close by date (any date-like index); days it lacks fall back to the day's first
+        chain ``underlying_price``."""
         a = arrays
-        if not len(a):
+        if not len(a.quote_date):
             raise UserError(f"no option chain rows for {underlying or 'the underlying'}")
         usable = (
             np.isfinite(a.bid) & np.isfinite(a.ask) & (a.bid >= 0) & (a.bid <= a.ask)
             & np.isfinite(a.strike) & (a.strike > 0) & (a.expiration >= a.quote_date)
         )
-        order = np.lexsort((a.strike, ~a.is_call, a.root, a.expiration, a.quote_date))
-        order = order[usable[order]]
-        qd, ex, rt = a.quote_date[order], a.expiration[order], a.root[order]
-        call, strike = a.is_call[order], a.strike[order].astype(np.float32)
+        order = np.flatnonzero(usable)
+        qd, ex, rt, call, strike = (x[order] for x in (a.quote_date, a.expiration, a.root, a.is_call, a.strike))
+        keys = (qd, ex, rt, ~call, strike)
+        if not is_sorted_by(keys):  # the store's files come sorted by day, expiration, right and strike
+            by_key = np.lexsort(keys[::-1])
+            order, qd, ex, rt, call, strike = (x[by_key] for x in (order, qd, ex, rt, call, strike))
+        strike = strike.astype(np.float32)
         # duplicate contract keys: keep the first row
         same = np.zeros(len(order), dtype=bool)
         same[1:] = (qd[1:] == qd[:-1]) & (ex[1:] == ex[:-1]) & (rt[1:] == rt[:-1]) & (
@@ -108,13 +118,7 @@ class ChainIndex:
         group_put_start = group_row_start[:-1] + calls_per_group
 
         # link each row to the same contract's row on the next trading day (O(1) daily marks)
-        day_index = np.cumsum(new_day) - 1
-        by_contract = np.lexsort((day_index, strike, call, rt, ex))
-        a_, b_ = by_contract[:-1], by_contract[1:]
-        linked = (ex[a_] == ex[b_]) & (rt[a_] == rt[b_]) & (call[a_] == call[b_]) & (
-            strike[a_] == strike[b_]) & (day_index[b_] == day_index[a_] + 1)
-        next_row = np.full(n, -1, dtype=np.int32 if n < 2**31 else np.int64)
-        next_row[a_[linked]] = b_[linked]
+        next_row = index_nb.links(np.append(day_rows, n), ex, rt, (~call).view(np.uint8), strike)
 
         # which sides are monotone in |delta| (then selection by delta is a binary search)
         abs_delta = np.abs(a.delta[order].astype(np.float32))
@@ -152,7 +156,7 @@ class ChainIndex:
             delta=a.delta[order].astype(np.float32),
             next_row=next_row,
             roots=tuple(a.roots),
-            dropped_rows=int(len(a) - n),
+            dropped_rows=int(len(a.quote_date) - n),
         )
 
     # ------------------------------------------------------------------ access

@@ -20,7 +20,7 @@ import json
 import os
 import shutil
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -112,9 +112,9 @@ def _string_ranks(col: pa.ChunkedArray) -> np.ndarray:
     return rank_of_entry[encoded.indices.to_numpy(zero_copy_only=False)]
 
 
-def _sort_keys(table: pa.Table) -> list[np.ndarray]:
-    """CHAIN_SORT_KEYS as order-preserving numpy columns."""
-    keys = [table.column(k) for k in CHAIN_SORT_KEYS]
+def _sort_keys(table: pa.Table, names: Iterable[str] = CHAIN_SORT_KEYS) -> list[np.ndarray]:
+    """The named sort keys (CHAIN_SORT_KEYS) as order-preserving numpy columns."""
+    keys = [table.column(k) for k in names]
     return [_string_ranks(k) if pa.types.is_string(k.type)
             else k.cast(pa.int32()).to_numpy(zero_copy_only=False) if pa.types.is_date32(k.type)
             else k.to_numpy(zero_copy_only=False)
@@ -147,12 +147,13 @@ def _chain_order(table: pa.Table) -> np.ndarray | None:
     order = packed_order([*labels, milli.astype(np.int64)]) if milli is not None and np.all(
         milli / 1000.0 == strike) else None
     if order is None:
-        return None if _is_sorted_keys(keys) else np.lexsort(keys[::-1])
+        return None if is_sorted_by(keys) else np.lexsort(keys[::-1])
     return None if np.all(order[1:] > order[:-1]) else order
 
 
-def _is_sorted_keys(cols: list[np.ndarray]) -> bool:
-    before_or_tie = np.ones(len(cols[0]) - 1, bool)  # rows equal on all earlier keys
+def is_sorted_by(cols) -> bool:
+    """Whether the rows are in ascending lexicographic order of the columns (ties allowed)."""
+    before_or_tie = np.ones(max(len(cols[0]) - 1, 0), bool)  # rows equal on all earlier keys
     for col in cols:
         a, b = col[:-1], col[1:]
         if np.any(before_or_tie & (a > b)):
@@ -312,41 +313,60 @@ def _days(col: pa.ChunkedArray) -> np.ndarray:
     return col.cast(pa.int32()).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
 
 
+def _filled(col: pa.ChunkedArray, fill) -> pa.ChunkedArray:
+    return col.fill_null(fill) if col.null_count else col  # fill_null copies even without nulls
+
+
 def _floats(col: pa.ChunkedArray) -> np.ndarray:
-    return col.fill_null(np.nan).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+    return _filled(col, np.nan).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
 
 
 def _ints(col: pa.ChunkedArray) -> np.ndarray:
-    return col.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    return _filled(col, -1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
 
 
 def _strings(col: pa.ChunkedArray) -> pa.Array:
     return col.cast(pa.string()).combine_chunks()
 
 
+def _is_call(col: pa.ChunkedArray) -> np.ndarray:
+    return pc.equal(_strings(col), "C").to_numpy(zero_copy_only=False)
+
+
+def _european(col: pa.ChunkedArray) -> np.ndarray:
+    return pc.equal(_strings(col), "E").to_numpy(zero_copy_only=False)
+
+
+# ChainArrays field -> (its table column, converter); ``root`` and ``roots`` both come from "root"
+_FIELD_SOURCES = {
+    "quote_date": ("quote_date", _days), "expiration": ("expiration", _days), "strike": ("strike", _floats),
+    "is_call": ("right", _is_call), "european": ("style", _european),
+    **{name: (name, _floats) for name in ("bid", "ask", "iv", "delta", "gamma", "theta", "vega", "underlying_price")},
+    **{name: (name, _ints) for name in ("volume", "open_interest")},
+}
+
+
+def chain_columns(names: Iterable[str]) -> list[str]:
+    """The table columns that the named ChainArrays fields are made from."""
+    return list(dict.fromkeys(_FIELD_SOURCES[n][0] if n in _FIELD_SOURCES else "root" for n in names))
+
+
+def chain_fields(table: pa.Table, names: Iterable[str]) -> dict[str, Any]:
+    """The named ChainArrays fields of a chain table as numpy columns (nulls become NaN / -1);
+    the table needs only their :func:`chain_columns`."""
+    names = list(names)
+    out = {n: convert(table.column(column)) for n in names if n in _FIELD_SOURCES
+           for column, convert in [_FIELD_SOURCES[n]]}
+    if "root" in names or "roots" in names:
+        roots_col = pc.dictionary_encode(_strings(table.column("root")))
+        out["root"] = roots_col.indices.to_numpy(zero_copy_only=False).astype(np.int16)
+        out["roots"] = tuple(roots_col.dictionary.to_pylist())
+    return out
+
+
 def chain_arrays(table: pa.Table) -> ChainArrays:
     """Convert a chain table (already sorted) into plain numpy columns (nulls become NaN / -1)."""
-    roots_col = pc.dictionary_encode(_strings(table.column("root")))
-    roots = tuple(roots_col.dictionary.to_pylist())
-    return ChainArrays(
-        quote_date=_days(table.column("quote_date")),
-        expiration=_days(table.column("expiration")),
-        strike=_floats(table.column("strike")),
-        is_call=pc.equal(_strings(table.column("right")), "C").to_numpy(zero_copy_only=False),
-        root=roots_col.indices.to_numpy(zero_copy_only=False).astype(np.int16),
-        roots=roots,
-        european=pc.equal(_strings(table.column("style")), "E").to_numpy(zero_copy_only=False),
-        bid=_floats(table.column("bid")),
-        ask=_floats(table.column("ask")),
-        iv=_floats(table.column("iv")),
-        delta=_floats(table.column("delta")),
-        gamma=_floats(table.column("gamma")),
-        theta=_floats(table.column("theta")),
-        vega=_floats(table.column("vega")),
-        underlying_price=_floats(table.column("underlying_price")),
-        volume=_ints(table.column("volume")),
-        open_interest=_ints(table.column("open_interest")),
-    )
+    return ChainArrays(**chain_fields(table, [f.name for f in fields(ChainArrays)]))
 
 
 class Dataset:
@@ -435,10 +455,9 @@ class Dataset:
             flt = cond if flt is None else flt & cond
         table = data.to_table(columns=list(schema.names), filter=flt)
         keys = [k for k in CHAIN_SORT_KEYS if k in schema.names]
-        return table.sort_by([(k, "ascending") for k in keys]) if keys else table
-
-    def chain_arrays(self, underlying: str, start=None, end=None) -> ChainArrays:
-        return chain_arrays(self.read_chains(underlying, start, end))
+        if not keys or is_sorted_by(_sort_keys(table, keys)):  # as written: sorted files, read in order
+            return table
+        return table.sort_by([(k, "ascending") for k in keys])
 
     def _read_dir(self, parts: tuple[str, ...], schema: pa.Schema, what: str) -> pa.Table:
         files = [i.path for i in self._list(*parts) if i.base_name.endswith(".parquet")]

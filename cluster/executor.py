@@ -66,7 +66,8 @@ class RayExecutor:
             actors, refs = publish_shards([spec])
             self.shard_actors += actors
             # the evaluators start while the shard loads, then fetch it before their first task
-            self.maps[context] = RayMap(refs, workers=self.workers, min_task_seconds=self.min_task_seconds)
+            self.maps[context] = RayMap(refs, workers=self.workers, min_task_seconds=self.min_task_seconds,
+                                        preload=[type(context).__module__])  # the evaluation stack
             self.shard_names[context] = spec.name
         return self.maps[context]
 
@@ -85,13 +86,19 @@ class RayExecutor:
     def overhead(self) -> dict:
         """Evaluators, evaluation seconds measured inside them, driver seconds spent in map calls,
         the overhead share (evaluator time not spent evaluating over evaluating time, within map
-        calls) and the one-off warm-up (new evaluators fetching the shards) kept apart from it."""
+        calls), the one-off warm-up (new evaluators fetching the shards) kept apart from it, the
+        evaluators' CPU seconds in tasks and the kernels they compiled instead of loading them
+        from numba's cache."""
         workers = sum(len(m.evaluators) for m in self.maps.values())
         busy = sum(m.busy_seconds for m in self.maps.values())
         wall = sum(m.wall_seconds for m in self.maps.values())
         share = (workers * wall - busy) / busy if busy else float("nan")
+        stats = [s for m in self.maps.values() for s in m.stats()]
         return {"workers": workers, "evaluation_s": busy, "dispatch_wall_s": wall, "overhead_share": share,
-                "warm_up_s": sum(m.warm_up_seconds for m in self.maps.values())}
+                "warm_up_s": sum(m.warm_up_seconds for m in self.maps.values()),
+                # CPU: a loaded machine preempts the evaluators (evaluation CPU < evaluation_s)
+                "evaluation_cpu_s": sum(m.busy_cpu_seconds for m in self.maps.values()),
+                "numba_compiles": sum(s["numba_compiles"] for s in stats)}
 
 
 @contextlib.contextmanager

@@ -16,8 +16,10 @@
 """
 from __future__ import annotations
 
+import importlib
 import itertools
 import math
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -45,8 +47,6 @@ NODE_CHECK_SECONDS = 2.0  # how often a waiting driver checks that busy evaluato
 
 def resolve(path: str) -> Callable:
     """``"package.module:function"`` -> the function."""
-    import importlib
-
     module, _, name = path.partition(":")
     return getattr(importlib.import_module(module), name)
 
@@ -91,8 +91,12 @@ class Evaluator:
         self.fetches: Counter = Counter()
         self.cpus = max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
 
-    def fetch(self, shard_refs: dict[str, Any]) -> None:
-        """Fetch the shards not cached yet (refs arrive wrapped, so Ray does not resolve them)."""
+    def fetch(self, shard_refs: dict[str, Any], preload: Sequence[str] = ()) -> None:
+        """Import the ``preload`` modules (what the tasks will run), then fetch the shards not
+        cached yet (refs arrive wrapped, so Ray does not resolve them). The imports overlap the
+        shard loads instead of following them (the shard's unpickling would import them)."""
+        for module in preload:
+            importlib.import_module(module)
         for name, (ref,) in shard_refs.items():
             if name not in self.shards:
                 try:
@@ -101,17 +105,29 @@ class Evaluator:
                     raise exc.cause from None
                 self.fetches[name] += 1
 
-    def run(self, task: Callable, shard_refs: dict[str, Any], items: list) -> tuple[list, float]:
+    def run(self, task: Callable, shard_refs: dict[str, Any], items: list) -> tuple[list, float, float]:
+        """``task(shards, items)``, its wall seconds and this process's CPU seconds meanwhile."""
         import numba
 
         numba.set_num_threads(min(self.cpus, numba.config.NUMBA_NUM_THREADS))  # thread-local: set per task
         self.fetch(shard_refs)
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         out = task(self.shards, items)
-        return out, time.perf_counter() - t0
+        return out, time.perf_counter() - t0, time.process_time() - cpu0
 
     def stats(self) -> dict:
-        return {"node_id": ray.get_runtime_context().get_node_id(), "fetches": dict(self.fetches)}
+        return {"node_id": ray.get_runtime_context().get_node_id(), "fetches": dict(self.fetches),
+                "numba_compiles": numba_compiles()}
+
+
+def numba_compiles() -> int:
+    """Kernels this process compiled instead of loading from numba's on-disk cache (signatures
+    missed, over the loaded ``*_nb`` kernel modules): 0 once the cache is warm."""
+    from numba.core.registry import CPUDispatcher
+
+    return sum(sum(kernel.stats.cache_misses.values())
+               for name, module in list(sys.modules.items()) if name.endswith("_nb")
+               for kernel in vars(module).values() if isinstance(kernel, CPUDispatcher))
 
 
 def publish_shards(specs: Sequence[ShardSpec]) -> tuple[list, dict[str, ray.ObjectRef]]:
@@ -129,8 +145,11 @@ def task_plan(n_items: int, n_evaluators: int, seconds_per_item: float | None,
     """``(start, size)`` of each task, in item order, by guided self-scheduling: each task takes a
     ``1 / (2 * n_evaluators)`` share of the items still to cut, but at least ``min_task_seconds``
     of work at the measured ``seconds_per_item`` (unmeasured, ``None``: at least one item); the
-    first tasks are large, the last ones small enough that the evaluators finish together."""
+    first tasks are large, the last ones small enough that the evaluators finish together. The
+    floor never exceeds an even share of the items, so a call smaller than ``n_evaluators`` floors
+    (e.g. a generation's few fresh genomes) still keeps every evaluator busy."""
     floor = max(1, math.ceil(min_task_seconds / seconds_per_item)) if seconds_per_item else 1
+    floor = min(floor, max(1, math.ceil(n_items / n_evaluators)))
     plan, start = [], 0
     while start < n_items:
         left = n_items - start
@@ -145,12 +164,14 @@ class RayMap:
     items)`` must be elementwise (an item's result never depends on the other items of its task)."""
 
     def __init__(self, shard_refs: dict[str, ray.ObjectRef], *, workers: int | None = None,
-                 min_task_seconds: float = MIN_TASK_SECONDS, max_retries: int = 3):
+                 min_task_seconds: float = MIN_TASK_SECONDS, max_retries: int = 3, preload: Sequence[str] = ()):
         self.shard_refs = {name: (ref,) for name, ref in shard_refs.items()}
+        self.preload = tuple(preload)  # modules new evaluators import while the shards load
         self.min_task_seconds = min_task_seconds
         self.max_retries = max_retries
         self.seconds_per_item: float | None = None
         self.busy_seconds = 0.0   # evaluation time measured inside the evaluators
+        self.busy_cpu_seconds = 0.0  # the evaluators' CPU time meanwhile (less than busy when preempted)
         self.warm_up_seconds = 0.0  # driver time spent having new evaluators fetch the shards
         self.wall_seconds = 0.0   # driver wall time spent in map calls, evaluator warm-ups excluded
         self.requeued = 0         # tasks retried after their evaluator died or its node left
@@ -202,7 +223,7 @@ class RayMap:
         """New evaluators fetch the shards before their first task (a one-off per evaluator, timed
         apart from the map calls); one that dies meanwhile is retired by the next call."""
         t0 = time.perf_counter()
-        fetched = {e.fetch.options(name="fetch shards").remote(self.shard_refs): e for e in evaluators}
+        fetched = {e.fetch.options(name="fetch shards").remote(self.shard_refs, self.preload): e for e in evaluators}
         for ref, evaluator in fetched.items():
             try:
                 ray.get(ref)
@@ -232,7 +253,7 @@ class RayMap:
         attempts: Counter = Counter()
         queued = {e: 0 for e in self.evaluators}   # tasks sent to each live evaluator, not yet back
         inflight: dict = {}
-        done_items, done_seconds = 0, 0.0
+        done_items, done_seconds, done_cpu = 0, 0.0, 0.0
         while todo or inflight:
             # each evaluator holds up to QUEUE_DEPTH tasks, so it starts the next as soon as one ends;
             # dealt round-robin, so the large first tasks go to different evaluators
@@ -254,7 +275,7 @@ class RayMap:
                 continue
             evaluator, start, size = inflight.pop(ready[0])
             try:
-                out, seconds = ray.get(ready[0])
+                out, seconds, cpu_seconds = ray.get(ready[0])
             except RayTaskError as exc:  # a user error on a worker (e.g. unreadable data) stays one line
                 if isinstance(exc.cause, UserError):
                     raise exc.cause from None
@@ -267,9 +288,11 @@ class RayMap:
             results[start:start + size] = out
             done_items += size
             done_seconds += seconds
+            done_cpu += cpu_seconds
             if evaluator in queued:
                 queued[evaluator] -= 1
         self.busy_seconds += done_seconds
+        self.busy_cpu_seconds += done_cpu
         self.wall_seconds += time.perf_counter() - t0 - (self.warm_up_seconds - warm_up_before)
         if done_items:
             self.seconds_per_item = done_seconds / done_items

@@ -62,6 +62,7 @@ class SearchSpace:
         self.regimes = tuple(sorted(regimes))
         self.mutation_sigma = mutation_sigma
         self._keys: dict[tuple, str] = {}  # genome -> key: selection asks for the same keys many times
+        self._canonical: dict[tuple, tuple] = {}  # genome -> its canonical form
         self.numeric = tuple(
             NumericGene(name, float(low), float(high), dna_mod.GENE_BOUNDS[name][2] is int)
             for name, (low, high) in bounds.items() if name not in self.fixed
@@ -106,6 +107,14 @@ class SearchSpace:
 
     def canonical(self, genome: tuple) -> tuple:
         """Clamp into this space's bounds, repair (backtest.dna) and reset irrelevant genes."""
+        genome = tuple(genome)
+        try:  # copied parents and repeated crossovers ask again for a genome already seen
+            return self._canonical[genome]
+        except KeyError:
+            out = self._canonical[genome] = self._make_canonical(genome)
+            return out
+
+    def _make_canonical(self, genome: tuple) -> tuple:
         values = dict(zip(self.names, genome))
         for g in self.numeric:
             values[g.name] = g.clamp(values[g.name])

@@ -51,6 +51,9 @@ def test_task_plan_cuts_large_tasks_first_then_smaller_ones_down_to_the_floor():
     assert sizes[0] == 46 and sizes == sorted(sizes, reverse=True), "a quarter of what is left, shrinking"
     assert all(size >= 17 for size in sizes[:-1]), "never below the floor of measured work (but the rest)"
     assert task_plan(5, 2, None, 0.1) == [(0, 2), (2, 1), (3, 1), (4, 1)], "unmeasured: no floor"
+    # a call with less work than a floor per evaluator (a generation's 25 fresh genomes) is split
+    # evenly instead of leaving an evaluator idle (17 + 8 before)
+    assert task_plan(25, 2, seconds_per_item=0.003, min_task_seconds=0.05) == [(0, 13), (13, 12)]
     assert task_plan(0, 2, 0.01, 0.1) == []
 
 
