@@ -175,7 +175,7 @@ class SearchSpec(Strict):
     diversity_floor: float = Field(0.1, ge=0, le=1, description="reinject random genomes when the mean normalized gene distance of the population falls below this (a random population sits near 0.4)")
     reinject_fraction: float = Field(0.25, ge=0, le=1)
     max_type_share: float = Field(0.5, gt=0, le=1, description="largest share of the survivors one structure type may hold while others compete (mu_plus_lambda)")
-    refine_regimes: int = Field(10, ge=0, description="after the last generation, try every entry-regime set of this many leaders (0: off); each variant counts as a trial")
+    refine_regimes: int = Field(3, ge=0, description="after the last generation, gate this many leaders to each smaller subset of their entry regimes (0: off); each variant that trades differently counts as a trial")
 
     @model_validator(mode="after")
     def _check(self):

@@ -136,6 +136,14 @@ def gate_mask(dna: StructureDNA, market: Market) -> np.ndarray:
     return mask
 
 
+def entry_fingerprint(context: EvalContext, dna: StructureDNA) -> bytes | None:
+    """The days ``dna`` may enter on over the span the search evaluates (its gates and the folds'
+    days, as :func:`evaluate_batch` runs it), packed; None when it may enter on none. Two genomes
+    alike but for their gates and with equal fingerprints get identical walk-forward records."""
+    mask = gate_mask(dna, market_for(context))[:context.layout.lockbox[0]] & context.layout.entry_days()
+    return np.packbits(mask).tobytes() if mask.any() else None
+
+
 def iv_band(dna: StructureDNA) -> IVPercentileGate:
     """The genome's IV-percentile band (percent) as a models.gates gate (share of 1)."""
     return IVPercentileGate(dna.min_iv_percentile / 100.0, dna.max_iv_percentile / 100.0)

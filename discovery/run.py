@@ -22,7 +22,7 @@ from backtest.store import Dataset, atomic_write_json
 from discovery import baselines, honesty, report
 from discovery import walkforward as wf
 from discovery.config import RunConfig
-from discovery.evaluate import FOLD_RETURNS, LOCKBOX, EvalContext, LockboxRun, bind, cost_items
+from discovery.evaluate import FOLD_RETURNS, LOCKBOX, EvalContext, LockboxRun, bind, cost_items, entry_fingerprint
 from discovery.search import MapFn, Search, load_checkpoint
 from discovery.space import SearchSpace
 from discovery.tracking import NullSink, ResultsSink, StructureRecord
@@ -164,7 +164,8 @@ def _discover(config: RunConfig, out_dir: Path, map_fn: MapFn, resume: bool,
     search = Search(space, evaluate_batch, config.search, config.digest(), map_fn=map_fn,
                     checkpoint_path=checkpoint, on_generation=on_generation)
     search.run(resume=state)
-    refined = search.refine_regimes(config.search.refine_regimes)
+    refined = search.refine_regimes(config.search.refine_regimes,
+                                    lambda genome: entry_fingerprint(context, space.to_dna(genome)))
 
     reported = search.hall_of_fame(config.honesty.top_n)
     pbo_set = search.best_per_structure(config.honesty.pbo_candidates)

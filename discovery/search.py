@@ -29,7 +29,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Hashable, Iterable
 
 from deap import base, creator, tools
 
@@ -302,18 +302,36 @@ class Search:
             self._finish_generation(generation, n_evals + n_more, started, reinjected)
         return self.state
 
-    def refine_regimes(self, size: int) -> int:
-        """After the last generation, every entry-regime set of each of the ``size`` leaders (hall
-        of fame). A broad, shallow search rarely tries a leader's other regime sets, and this
-        categorical gene has only 2^R - 1 values (3 for calm/stressed). Each variant is a trial
-        like any other genome: cached, counted in the deflated Sharpe's N and V. Deterministic
-        (no random draw), so a resumed run refines identically. Returns the evaluations run."""
+    def refine_regimes(self, size: int, entry_fingerprint: Callable[[tuple], Hashable] | None = None) -> int:
+        """After the last generation, each of the ``size`` leaders (hall of fame) gated to every
+        non-empty subset of its own entry-regime set: does its edge live in some regimes only? A
+        broad, shallow search rarely tries that, and this categorical gene has only 2^R - 1 values
+        (3 for calm/stressed). Widening a leader's set is left to the search: each variant is a
+        trial like any other genome (cached, counted in the deflated Sharpe's N and V) and sits
+        next to a leader's Sharpe, so the step spends trials only on the question it exists for.
+        Deterministic (no random draw), so a resumed run refines identically. Returns the
+        evaluations run.
+
+        ``entry_fingerprint(genome)`` (optional) names the days a genome may enter on over the
+        span the search evaluates (None: no day at all). A variant whose fingerprint matches its
+        leader's or an earlier variant's would trade exactly like it there, and one that may
+        never enter cannot trade: evaluating either adds a trial (raising N and, a near-clone of
+        a leader, V) and no information, so they are skipped."""
         if not self.space.evolve_regimes or size <= 0:
             return 0
-        regimes = self.space.regimes
-        subsets = [c for k in range(1, len(regimes) + 1) for c in itertools.combinations(regimes, k)]
-        leaders = self.hall_of_fame(size)
-        return self.evaluate([self.space.canonical(g[:-1] + (s,)) for g in leaders for s in subsets])
+        variants = []
+        for leader in self.hall_of_fame(size):
+            own = leader[-1]
+            seen = {entry_fingerprint(leader), None} if entry_fingerprint else set()
+            for subset in (c for k in range(1, len(own)) for c in itertools.combinations(own, k)):
+                variant = self.space.canonical(leader[:-1] + (subset,))
+                if entry_fingerprint:
+                    fingerprint = entry_fingerprint(variant)
+                    if fingerprint in seen:
+                        continue
+                    seen.add(fingerprint)
+                variants.append(variant)
+        return self.evaluate(variants)
 
     # ------------------------------------------------------------------ results
     def best_per_structure(self, size: int) -> list[tuple]:

@@ -199,3 +199,28 @@ def test_mean_distance_is_the_mean_per_gene_distance_over_pairs():
     assert space.diversity([a, b])["mean_distance"] == pytest.approx(expected)
     # three genomes: the mean over the three pairs, and a genome is at distance 0 from itself
     assert space.diversity([a, b, a])["mean_distance"] == pytest.approx(2 * expected / 3)
+
+
+def test_regime_refinement_gates_each_leader_to_the_subsets_of_its_regimes_but_skips_those_trading_alike():
+    def narrowed(search, leaders):
+        return {search.space.canonical(g[:-1] + (s,)) for g in leaders for s in ((0,), (1,)) if set(s) < set(g[-1])}
+
+    search = make_search(generations=2)
+    search.run()
+    leaders = search.hall_of_fame(3)
+    variants = narrowed(search, leaders)
+    new = {search.space.key(v) for v in variants} - set(search.state.cache)
+    before = set(search.state.cache)
+    assert any(g[-1] == (0, 1) for g in leaders)  # else nothing to narrow: the test would not test
+    assert search.refine_regimes(3) == len(new) > 0
+    assert set(search.state.cache) - before == new  # never a widened or swapped regime set
+
+    # entry fingerprints: variants that would trade exactly like their leader, or never, are not trials worth running
+    alike = make_search(generations=2)
+    alike.run()
+    assert alike.refine_regimes(3, lambda genome: "the same days") == 0
+    assert set(alike.state.cache) == before
+    never_in_regime_1 = make_search(generations=2)
+    never_in_regime_1.run()
+    never_in_regime_1.refine_regimes(3, lambda genome: None if genome[-1] == (1,) else genome[-1])
+    assert set(never_in_regime_1.state.cache) - before == {search.space.key(v) for v in variants if v[-1] != (1,)} - before
