@@ -65,10 +65,18 @@ def cost_items(costs: Mapping[str, Any]) -> tuple[tuple[str, object], ...]:
 
 
 @dataclass(frozen=True)
-class Market:
-    index: ChainIndex
+class Gates:
+    """What the entry gates read each trading day: light enough for the driver to load without
+    the chain index (``gates_for``)."""
+    n_days: int
     regime_codes: np.ndarray | None   # [n_days] position in EvalContext.regimes, None: no regime table
     iv_percentile: np.ndarray | None  # [n_days] share in [0, 1] (models.features), None: no IV index
+
+
+@dataclass(frozen=True)
+class Market:
+    index: ChainIndex
+    gates: Gates
 
 
 def _aligned(table, column: str, dates: np.ndarray, what: str) -> np.ndarray:
@@ -88,7 +96,10 @@ def load_market(context: EvalContext) -> Market:
         raise UserError(f"{context.dataset}: {context.underlying} has option chains on {index.n_days} days but "
                         f"underlying bars on {context.layout.n_days}; expected one chain snapshot per bar day "
                         "(run `osd data validate`)")
-    dates = index.dates
+    return Market(index, load_gates(context, dataset, index.dates))
+
+
+def load_gates(context: EvalContext, dataset: Dataset, dates: np.ndarray) -> Gates:
     regime_codes = None
     table = dataset.read_regimes(context.underlying)
     if table is not None:
@@ -103,10 +114,11 @@ def load_market(context: EvalContext) -> Market:
         closes = _aligned(dataset.read_index(context.iv_index), "close", dates,
                           f"{context.dataset}: index {context.iv_index}").astype(float)
         iv = rolling_percentile(pd.Series(closes)).to_numpy()
-    return Market(index, regime_codes, iv)
+    return Gates(len(dates), regime_codes, iv)
 
 
 _MARKETS: dict[EvalContext, Market] = {}
+_GATES: dict[EvalContext, Gates] = {}
 
 
 def market_for(context: EvalContext) -> Market:
@@ -116,23 +128,33 @@ def market_for(context: EvalContext) -> Market:
     return _MARKETS[context]
 
 
+def gates_for(context: EvalContext) -> Gates:
+    """The gates' inputs of ``context`` on its underlying's bar days, loaded once per process
+    (no chain index: the driver needs them to fingerprint genomes)."""
+    if context not in _GATES:
+        dataset = Dataset(context.dataset)
+        dates = dataset.read_underlying(context.underlying).column("date").to_numpy()
+        _GATES[context] = load_gates(context, dataset, dates)
+    return _GATES[context]
+
+
 def install_market(context: EvalContext, market: Market) -> None:
     """Use ``market`` (e.g. read from a cluster's object store) as this process's market of ``context``."""
     _MARKETS[context] = market
 
 
-def gate_mask(dna: StructureDNA, market: Market) -> np.ndarray:
+def gate_mask(dna: StructureDNA, gates: Gates) -> np.ndarray:
     """Days on which the genome's entry filters pass (regime set and IV-percentile band).
 
     IV percentiles are shares in [0, 1] everywhere but in the genome, whose band is in percent
     (0-100, seed 000's format): ``iv_band`` converts it, here and nowhere else. The full band
     (0-100, the default) is no filter, so days before the percentile is known still trade."""
-    mask = np.ones(market.index.n_days, dtype=bool)
-    if dna.entry_regime is not None and market.regime_codes is not None:
-        mask &= np.isin(market.regime_codes, dna.entry_regime)
+    mask = np.ones(gates.n_days, dtype=bool)
+    if dna.entry_regime is not None and gates.regime_codes is not None:
+        mask &= np.isin(gates.regime_codes, dna.entry_regime)
     band = iv_band(dna)
-    if market.iv_percentile is not None and band != IVPercentileGate():
-        mask &= iv_percentile_passes(market.iv_percentile, band)
+    if gates.iv_percentile is not None and band != IVPercentileGate():
+        mask &= iv_percentile_passes(gates.iv_percentile, band)
     return mask
 
 
@@ -140,7 +162,7 @@ def entry_fingerprint(context: EvalContext, dna: StructureDNA) -> bytes | None:
     """The days ``dna`` may enter on over the span the search evaluates (its gates and the folds'
     days, as :func:`evaluate_batch` runs it), packed; None when it may enter on none. Two genomes
     alike but for their gates and with equal fingerprints get identical walk-forward records."""
-    mask = gate_mask(dna, market_for(context))[:context.layout.lockbox[0]] & context.layout.entry_days()
+    mask = gate_mask(dna, gates_for(context))[:context.layout.lockbox[0]] & context.layout.entry_days()
     return np.packbits(mask).tobytes() if mask.any() else None
 
 
@@ -152,7 +174,7 @@ def iv_band(dna: StructureDNA) -> IVPercentileGate:
 def _run(context: EvalContext, batch: list[dict], start: int, end: int, entry_days: np.ndarray):
     market = market_for(context)
     dnas = [StructureDNA.from_dict(g) for g in batch]
-    masks = np.stack([gate_mask(d, market)[start:end] & entry_days for d in dnas])
+    masks = np.stack([gate_mask(d, market.gates)[start:end] & entry_days for d in dnas])
     dates = market.index.dates
     result = run_many(dnas, market.index, dates[start], dates[end - 1], context.make_costs(), masks)
     returns = wf.daily_returns(result.daily_pnl, result.equity)
@@ -223,7 +245,7 @@ def lockbox_backtest(context: EvalContext, dna: StructureDNA) -> tuple[BacktestR
     market = market_for(context)
     lo, hi = context.layout.lockbox
     dates = market.index.dates
-    result = run(dna, market.index, dates[lo], dates[hi - 1], context.make_costs(), gate_mask(dna, market)[lo:hi])
+    result = run(dna, market.index, dates[lo], dates[hi - 1], context.make_costs(), gate_mask(dna, market.gates)[lo:hi])
     metrics = lockbox_metrics(result.equity["daily_pnl"].to_numpy(), result.equity["equity"].to_numpy(),
                               result.trades["pnl"].to_numpy())
     return result, metrics

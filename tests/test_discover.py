@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from backtest.dna import StructureDNA, StructureType
 from backtest.store import Dataset
 from backtest.synth import MarketModel
-from discovery.evaluate import gate_mask, iv_band, market_for
+from discovery.evaluate import gate_mask, gates_for, iv_band, market_for
 from discovery.executors import processes
 from discovery.recovery import recovery, recovery_config, small_market
 from discovery.run import RESULT_FILE, discover, make_context
@@ -99,17 +99,20 @@ def test_iv_percentile_is_one_scale_converted_at_the_genome(realistic_market):
     """The market's IV percentile is a share in [0, 1], computed as the feature table computes
     it; the genome's band is in percent (seed 000) and converted once, into a models.gates gate."""
     context = make_context(recovery_config(realistic_market, seed=1), realistic_market)
-    market = market_for(context)
+    gates_of_market = market_for(context).gates
     vix = Dataset(realistic_market).read_index(context.iv_index).column("close").to_numpy()
-    np.testing.assert_array_equal(market.iv_percentile, rolling_percentile(pd.Series(vix)).to_numpy())
-    known = ~np.isnan(market.iv_percentile)
-    assert (market.iv_percentile[known] > 0).all() and (market.iv_percentile[known] <= 1).all()
+    np.testing.assert_array_equal(gates_of_market.iv_percentile, rolling_percentile(pd.Series(vix)).to_numpy())
+    known = ~np.isnan(gates_of_market.iv_percentile)
+    assert (gates_of_market.iv_percentile[known] > 0).all() and (gates_of_market.iv_percentile[known] <= 1).all()
     banded = StructureDNA(structure_type=StructureType("short_put"), min_iv_percentile=40.0, max_iv_percentile=60.0)
     assert iv_band(banded) == IVPercentileGate(0.4, 0.6)
-    expected = (market.iv_percentile >= 0.4) & (market.iv_percentile <= 0.6)
-    np.testing.assert_array_equal(gate_mask(banded, market), expected)
+    expected = (gates_of_market.iv_percentile >= 0.4) & (gates_of_market.iv_percentile <= 0.6)
+    np.testing.assert_array_equal(gate_mask(banded, gates_of_market), expected)
     assert 0.1 < expected.mean() < 0.3 and not expected[~known].any()  # unknown percentile: no entry
-    assert gate_mask(StructureDNA(structure_type=StructureType("short_put")), market).all()  # 0-100: no filter
+    assert gate_mask(StructureDNA(structure_type=StructureType("short_put")), gates_of_market).all()  # 0-100: no filter
+    gates = gates_for(context)  # the driver's light load, on the bar days: the same inputs
+    np.testing.assert_array_equal(gates.iv_percentile, gates_of_market.iv_percentile)
+    assert gates.n_days == gates_of_market.n_days
 
 
 def test_nothing_passes_the_deflated_sharpe_on_a_null_market(tmp_path):
