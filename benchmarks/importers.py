@@ -249,9 +249,9 @@ def _best_rate(fn, n: int, repeats: int = 3) -> float:
 
 def _iv_inputs_from_store(path: str):
     from backtest import pricing
-    from backtest.store import Dataset
+    from backtest.store import Dataset, chain_arrays
 
-    a = Dataset(path).chain_arrays("SPX")
+    a = chain_arrays(Dataset(path).read_chains("SPX"))
     t = (a.expiration - a.quote_date) / pricing.YEAR_DAYS
     forward, discount = pricing.forward_and_discount(a.underlying_price, t, RATE, DIV)
     return a.is_call, 0.5 * (a.bid + a.ask), forward, a.strike, t, discount
