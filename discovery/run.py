@@ -106,16 +106,17 @@ def discover(config: RunConfig, out_dir: Path, map_fn: MapFn = map, resume: bool
             on_generation(record)
 
     try:
-        result, search, lockbox_runs = _discover(config, out_dir, map_fn, resume, log_generation, progress)
+        result, search, lockbox_runs = _discover(
+            config, out_dir, map_fn, resume, log_generation, progress,
+            on_report=None if isinstance(sink, NullSink) else
+            lambda scored, runs: sink.log_structures(structure_records(scored, runs)))
     except BaseException as exc:
         sink.fail(f"{type(exc).__name__}: {exc}")
         raise
     if on_lockbox is not None:
         on_lockbox(lockbox_runs)
-    if isinstance(sink, NullSink):  # records nothing: spare it the table
-        sink.finish(result, pd.DataFrame(), [])
-    else:
-        sink.finish(result, evaluations_table(search), structure_records(result, lockbox_runs))
+    # the structures went to the sink with the report (on_report); NullSink records nothing: spare it the table
+    sink.finish(result, pd.DataFrame() if isinstance(sink, NullSink) else evaluations_table(search))
     return result
 
 
@@ -152,7 +153,8 @@ def structure_records(result: dict, lockbox_runs: dict[int, LockboxRun]) -> list
 
 
 def _discover(config: RunConfig, out_dir: Path, map_fn: MapFn, resume: bool,
-              on_generation: Callable[[dict], None], progress: bool):
+              on_generation: Callable[[dict], None], progress: bool,
+              on_report: Callable[[dict, dict[int, LockboxRun]], None] | None):
     started = time.perf_counter()
     out_dir = Path(out_dir)
     checkpoint = out_dir / CHECKPOINT_FILE
@@ -180,13 +182,16 @@ def _discover(config: RunConfig, out_dir: Path, map_fn: MapFn, resume: bool,
     fold_returns, lockbox = dict(zip(pbo_set, done)), dict(zip(reported, done[len(pbo_set):]))
     result = assess(config, search, reported, pbo_set, fold_returns, lockbox, context, path)
     result["regime_refinement_trials"] = refined
+    lockbox_by_rank = {rank: lockbox[genome] for rank, genome in enumerate(reported, start=1)}
+    if on_report is not None:  # tracking draws and sends the structures while the baselines run
+        on_report(result, lockbox_by_rank)
     if config.report.baselines:
         baselines.add_to_report(result, context, path, map_fn)
     result["elapsed_s"] = round(time.perf_counter() - started, 2)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(result, out_dir / RESULT_FILE)
     (out_dir / SUMMARY_FILE).write_text(report.summary(result))
-    return result, search, {rank: lockbox[genome] for rank, genome in enumerate(reported, start=1)}
+    return result, search, lockbox_by_rank
 
 
 def assess(config: RunConfig, search: Search, reported: list[tuple], pbo_set: list[tuple],

@@ -7,8 +7,9 @@ A process of its own, so that MLflow's import, the store's creation, every call 
 the drawing of the plots never run on the search's interpreter (nor hold its GIL). While the
 search runs it sends the journal every ``flush_interval_s`` (``retry_interval_s`` while the server
 is away). The sink then writes one line on its stdin, ``{"results_end": SEQ}``: the journal is
-complete, and the operations up to SEQ are the results (runs, params, metrics, tables), those
-after it the plots. The sender sends the results (trying for up to ``finish_timeout_s``), writes
+complete, and the operations up to SEQ are the results (runs, params, metrics; the reported
+structures' tables and plots too, journaled before the run's last steps), those after it the
+parent run's tables and plots. The sender sends the results (trying for up to ``finish_timeout_s``), writes
 one JSON report line on its stdout (``flush``: the :class:`~discovery.spool.FlushResult` of the
 results, ``tracking_uri``, ``parent_run_id``; or ``error``) and, if they all arrived, goes on to
 draw and send the plots (the sink's ``close`` waits for that, bounded, before the command exits);

@@ -189,9 +189,14 @@ class ResultsSink(Protocol):
     def log_generation(self, gen: int, metrics: Mapping[str, float]) -> None:
         """Record one generation's metrics (best/mean fitness, evaluations, evals/s, diversity)."""
 
+    def log_structures(self, structures: Sequence[StructureRecord]) -> None:
+        """Record the reported structures (child runs, trade logs, plots) as soon as the report
+        has scored them, before the run's last steps (the baselines)."""
+
     def finish(self, report: Mapping[str, Any], evaluations: pd.DataFrame,
-               structures: Sequence[StructureRecord]) -> None:
-        """Record the results and close the run (called once, last)."""
+               structures: Sequence[StructureRecord] = ()) -> None:
+        """Record the results and close the run (called once, last); ``structures`` are those
+        not yet given to ``log_structures``."""
 
     def fail(self, reason: str) -> None:
         """Close the run as failed (instead of ``finish``)."""
@@ -223,8 +228,11 @@ class NullSink:
     def log_generation(self, gen: int, metrics: Mapping[str, float]) -> None:
         pass
 
+    def log_structures(self, structures: Sequence[StructureRecord]) -> None:
+        pass
+
     def finish(self, report: Mapping[str, Any], evaluations: pd.DataFrame,
-               structures: Sequence[StructureRecord]) -> None:
+               structures: Sequence[StructureRecord] = ()) -> None:
         pass
 
     def fail(self, reason: str) -> None:
@@ -239,9 +247,10 @@ class MlflowSink:
     launched by ``open``, i.e. entering a ``with`` block, or else by ``start``) imports MLflow, creates the store, sends the journal and retries
     while the server is away, so neither MLflow's import and store set-up nor a remote server's
     latency is spent on the search's time, and, being a process rather than a thread, it never
-    holds the search's GIL. After ``finish``/``fail`` it sends the results (trying for at most
-    ``finish_timeout_s`` once the server stops answering), then draws the plots and sends them,
-    while the caller goes on; :meth:`close` waits for all that, bounded. ``spool_dir``
+    holds the search's GIL. The reported structures' plots are journaled by ``log_structures``
+    as soon as the report has scored them, so the sender draws them during the run's last steps.
+    After ``finish``/``fail`` it sends the results (trying for at most ``finish_timeout_s`` once
+    the server stops answering), then the parent's table and plot, while the caller goes on; :meth:`close` waits for all that, bounded. ``spool_dir``
     is the parent folder; this run's journal is ``spool_dir/<run key>`` (with the sender's log,
     ``sender.log``) and is deleted once everything has reached the server.
     """
@@ -262,6 +271,7 @@ class MlflowSink:
     _run_started: bool = field(default=False, init=False, repr=False)
     _finished: bool = field(default=False, init=False, repr=False)
     _report_read: bool = field(default=False, init=False, repr=False)  # the sender's, on the results
+    _parent_files: Path | None = field(default=None, init=False, repr=False)  # the parent's staged files
 
     PARENT = "parent"
 
@@ -314,33 +324,39 @@ class MlflowSink:
         for chunk in _chunks([[k, v, now, int(gen)] for k, v in clean.items()], 1000):
             spool.append({"op": "log_batch", "run": self.PARENT, "metrics": chunk, "params": {}, "tags": {}})
 
+    def log_structures(self, structures: Sequence[StructureRecord]) -> None:
+        """Journal the reported structures' child runs with their tables, plots and uploads as
+        soon as the report has scored them: the sender draws and sends them during the run's
+        last steps (the baselines) instead of after the command is done."""
+        spool = self._started()
+        parent_plots = f"{self._parent_stage().name}/plots"
+        for record in sorted(structures, key=lambda r: r.rank):
+            folder = spool.stage_dir()
+            for op in self._log_structure(record, folder, f"{parent_plots}/rank{record.rank:02d}_"):
+                spool.append(op)
+            self._log_artifacts(f"structure-{record.rank:02d}", folder)
+
     def finish(self, report: Mapping[str, Any], evaluations: pd.DataFrame,
-               structures: Sequence[StructureRecord]) -> None:
+               structures: Sequence[StructureRecord] = ()) -> None:
         from discovery.baselines import tracking_metrics
 
         spool = self._started()
-        parent_files = spool.stage_dir()
+        if structures:
+            self.log_structures(structures)
+        parent_files = self._parent_stage()
         (parent_files / "discovered_structures.json").write_text(
             json.dumps(_plain(report), indent=2) + "\n")
         if report.get("baselines"):  # did discovery beat the guesses: the section and its figures
             (parent_files / "baselines.json").write_text(json.dumps(_plain(report["baselines"]), indent=2) + "\n")
             self._log_metrics(self.PARENT, tracking_metrics(report))
-        (parent_files / "plots").mkdir()
-        parent_plots = f"{parent_files.name}/plots"
-        ranked = sorted(structures, key=lambda r: r.rank)
-        folders = {record.rank: spool.stage_dir() for record in ranked}
         file_ops = [self._table(evaluations, parent_files, "evaluations"),
-                    self._plot("fitness", [f"{parent_plots}/fitness.png"], f"{self.experiment}: fitness by generation",
-                               history=self._history)]
-        for record in ranked:
-            file_ops += self._log_structure(record, folders[record.rank], f"{parent_plots}/rank{record.rank:02d}_")
+                    self._plot("fitness", [f"{parent_files.name}/plots/fitness.png"],
+                               f"{self.experiment}: fitness by generation", history=self._history)]
         results_end = self._end_run(self.PARENT, "FINISHED")
-        # after the results (what `osd top` reads), the files: tables and plots made by the
-        # sender and uploaded while the caller goes on (see discovery.sender)
+        # after the results (what `osd top` reads), the parent's files: its tables and plots,
+        # made by the sender and uploaded while the caller goes on (see discovery.sender)
         for op in file_ops:
             spool.append(op)
-        for record in ranked:
-            self._log_artifacts(f"structure-{record.rank:02d}", folders[record.rank])
         self._log_artifacts(self.PARENT, parent_files)
         self._complete(results_end)
 
@@ -442,10 +458,17 @@ class MlflowSink:
         """Journal the end of a run; its sequence number."""
         return self._started().append({"op": "end_run", "run": run_key, "status": status, "end_time": _now_ms()})
 
+    def _parent_stage(self) -> Path:
+        """The parent run's staged folder (with ``plots/``), created on first use."""
+        if self._parent_files is None:
+            self._parent_files = self._spool.stage_dir()
+            (self._parent_files / "plots").mkdir()
+        return self._parent_files
+
     def _log_structure(self, record: StructureRecord, folder: Path, parent_plots: str) -> list[dict[str, Any]]:
         """Journal one child run and stage its files in ``folder``; return the operations that
         make its tables and draw its plots there (and to ``parent_plots`` + their name), for the
-        caller to journal, with the upload of ``folder``, after the results."""
+        caller to journal before the upload of ``folder``."""
         run_key = f"structure-{record.rank:02d}"
         structure_type = str(record.dna.get("structure_type", "structure"))
         dna_json = json.dumps(_plain(record.dna), sort_keys=True)
