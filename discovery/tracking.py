@@ -12,7 +12,8 @@ The search talks to a :class:`ResultsSink` with plain data only, on the driver:
         structures = [StructureRecord.from_lockbox(rank, run.result, run.spot, lockbox=run.metrics,
                                                    evaluation=run.replay, in_sample=...,
                                                    out_of_sample=..., honesty=..., verdict=...) for ...]
-        sink.finish(report, evaluations, structures)      # once, after the lockbox
+        sink.log_structures(structures)                   # as soon as the report has scored them
+        sink.finish(report, evaluations)                  # once, last (or finish(..., structures))
         # or, when the search dies: sink.fail("why")
         ...                                               # the command's last steps
     # leaving the block waits (bounded) until everything is recorded or spooled

@@ -60,11 +60,15 @@ def generation_metrics(gen: int) -> dict[str, float]:
             "evals_per_s": 40.0, "diversity": 1.0 / (gen + 1)}
 
 
-def finish(sink: MlflowSink, n_structures: int = 2) -> None:
+def finish(sink: MlflowSink, n_structures: int = 2, structures_first: bool = False) -> None:
     report = {"experiment": sink.experiment, "discovered_structures": [{"rank": r} for r in range(1, n_structures + 1)]}
     evaluations = pd.DataFrame({"genome": [f"g{i}" for i in range(50)], "fold0_sharpe": np.linspace(-1, 1, 50)})
-    sink.finish(report, evaluations, [make_structure(r) for r in range(1, n_structures + 1)])
-    sink.close(120)  # finish returns once the results are sent; the plots follow
+    structures = [make_structure(r) for r in range(1, n_structures + 1)]
+    if structures_first:  # as discover does: the structures once the report has scored them, the rest last
+        sink.log_structures(structures)
+        structures = []
+    sink.finish(report, evaluations, structures)
+    sink.close(120)  # finish returns at once; close waits until the results, tables and plots are sent
 
 
 def check_everything_logged(client: MlflowClient, experiment: str, generations: int, n_structures: int,
@@ -132,7 +136,7 @@ def logged(server, tmp_path_factory):
     sink.start(make_config())
     for gen in range(6):
         sink.log_generation(gen, generation_metrics(gen))
-    finish(sink, n_structures=3)
+    finish(sink, n_structures=3, structures_first=True)
     return sink
 
 
