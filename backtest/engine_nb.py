@@ -423,11 +423,10 @@ def run_block(g0, g1, params, cst, masks, d0, d1, days, close, day_group_start, 
     leg_fill = np.zeros((Q, MAX_LEGS))
     leg_mark = np.zeros((Q, MAX_LEGS))
     leg_open = np.zeros((Q, MAX_LEGS), dtype=np.bool_)
-    leg_last_row = np.zeros((Q, MAX_LEGS), dtype=np.int64)
-    leg_seen = np.zeros((Q, MAX_LEGS), dtype=np.int64)  # day of leg_last_row
+    leg_quote_row = np.zeros((Q, MAX_LEGS), dtype=np.int64)  # row of the last day marked; -1: no quote that day
+    leg_units = np.zeros((Q, MAX_LEGS))  # contracts x quantity, as the float every value product starts from
     leg_exit_price = np.zeros((Q, MAX_LEGS))
     leg_exit_day = np.zeros((Q, MAX_LEGS), dtype=np.int64)
-    row_today = np.zeros(MAX_LEGS, dtype=np.int64)  # today's row of each leg of the position at hand
     delta_today = np.zeros(MAX_LEGS)
     new_rows = np.zeros(MAX_LEGS, dtype=np.int64)
     new_qty = np.zeros(MAX_LEGS, dtype=np.int64)
@@ -458,23 +457,20 @@ def run_block(g0, g1, params, cst, masks, d0, d1, days, close, day_group_start, 
                 nl = pos_nlegs[q]
                 # ---- 1. mark open legs at mid (a missing quote keeps the last mark)
                 for i in range(nl):
-                    row_today[i] = -1
                     if not leg_open[q, i]:
                         continue
                     delta_today[i] = np.nan
-                    if leg_seen[q, i] == d - 1:  # quoted yesterday: follow the link
-                        r = next_row[leg_last_row[q, i]]
-                    else:
-                        r = -1
+                    r = leg_quote_row[q, i]
+                    if r >= 0:  # quoted yesterday: follow the link
+                        r = next_row[r]
+                    else:  # look the contract up again
                         gg = find_group(day_group_start, group_expiration, group_root, d, leg_exp[q, i],
                                         leg_root[q, i])
                         if gg >= 0:
                             lo, hi = segment(group_row_start, group_put_start, gg, leg_call[q, i])
                             r = find_strike(strike, lo, hi, leg_k[q, i])
+                    leg_quote_row[q, i] = r
                     if r >= 0:
-                        row_today[i] = r
-                        leg_last_row[q, i] = r
-                        leg_seen[q, i] = d
                         leg_mark[q, i] = 0.5 * (np.float64(bid[r]) + np.float64(ask[r]))
                         delta_today[i] = delta[r]
                     elif leg_exp[q, i] > today:
@@ -523,7 +519,7 @@ def run_block(g0, g1, params, cst, masks, d0, d1, days, close, day_group_start, 
                     for i in range(nl):
                         if not leg_open[q, i]:
                             continue
-                        r = row_today[i]
+                        r = leg_quote_row[q, i]
                         if r < 0:
                             still_open = True
                             continue
@@ -548,7 +544,7 @@ def run_block(g0, g1, params, cst, masks, d0, d1, days, close, day_group_start, 
                 open_risk += pos_risk[q]
                 for i in range(nl):
                     if leg_open[q, i]:
-                        open_value += pos_contracts[q] * leg_qty[q, i] * leg_mark[q, i] * mult
+                        open_value += leg_units[q, i] * leg_mark[q, i] * mult
             equity = g_cash[b] + open_value
 
             # ---- 4. one entry
@@ -607,9 +603,9 @@ def run_block(g0, g1, params, cst, masks, d0, d1, days, close, day_group_start, 
                                 leg_fill[q, i] = new_fill[i]
                                 leg_mark[q, i] = 0.5 * (np.float64(bid[r]) + np.float64(ask[r]))
                                 leg_open[q, i] = True
-                                leg_last_row[q, i] = r
-                                leg_seen[q, i] = d
-                                open_value += contracts * new_qty[i] * leg_mark[q, i] * mult
+                                leg_quote_row[q, i] = r
+                                leg_units[q, i] = contracts * new_qty[i]
+                                open_value += leg_units[q, i] * leg_mark[q, i] * mult
                             pos_front[q] = front
                             equity = g_cash[b] + open_value
                             tr_entry[g, k] = t
@@ -638,7 +634,7 @@ def run_block(g0, g1, params, cst, masks, d0, d1, days, close, day_group_start, 
                 value = 0.0
                 for i in range(pos_nlegs[q]):
                     if leg_open[q, i]:
-                        value += pos_contracts[q] * leg_qty[q, i] * leg_mark[q, i] * mult
+                        value += leg_units[q, i] * leg_mark[q, i] * mult
                         leg_exit_price[q, i] = leg_mark[q, i]
                         leg_exit_day[q, i] = last
                 tr_exit[g, k] = last
