@@ -138,17 +138,23 @@ def packed_order(fields: list[np.ndarray]) -> np.ndarray | None:
     return np.argsort(key, kind="stable")
 
 
-def _chain_order(table: pa.Table) -> np.ndarray | None:
-    """The rows' order by CHAIN_SORT_KEYS; None where already in it."""
-    keys = _sort_keys(table)
-    *labels, strike = keys
+def chain_order(quote_date: np.ndarray, expiration: np.ndarray, right: np.ndarray,
+                strike: np.ndarray) -> np.ndarray | None:
+    """The stable order of rows by CHAIN_SORT_KEYS from the keys as numpy columns (dates and
+    rights as order-preserving integers, calls first); None where already in it."""
+    keys = [quote_date, expiration, right, strike]
     milli = np.rint(strike * 1000.0) if np.isfinite(strike).all() else None
     # packed when strikes are exact thousandths (then distinct strikes keep distinct keys)
-    order = packed_order([*labels, milli.astype(np.int64)]) if milli is not None and np.all(
+    order = packed_order([quote_date, expiration, right, milli.astype(np.int64)]) if milli is not None and np.all(
         milli / 1000.0 == strike) else None
     if order is None:
         return None if is_sorted_by(keys) else np.lexsort(keys[::-1])
     return None if np.all(order[1:] > order[:-1]) else order
+
+
+def _chain_order(table: pa.Table) -> np.ndarray | None:
+    """The rows' order by CHAIN_SORT_KEYS; None where already in it."""
+    return chain_order(*_sort_keys(table))
 
 
 def is_sorted_by(cols) -> bool:

@@ -59,6 +59,7 @@ from backtest.store import (
     DATASET_JSON,
     Dataset,
     StoreError,
+    chain_order,
     date_to_days,
     days_to_date,
     packed_order,
@@ -171,16 +172,18 @@ class StaticArbitrage:
 
 @dataclass(frozen=True)
 class RowValidation:
-    """The outcome of ``validate_rows``: good rows (CHAIN_SCHEMA, input order), quarantined rows
-    (QUARANTINE_SCHEMA, with reason and source), counts per reason (every reason, zeros
-    included), counts of rows in static-arbitrage violations at mid prices (reported only) and
-    each underlying's last good quote day (pass it as ``previous_days`` to the next call)."""
+    """The outcome of ``validate_rows``: good rows (CHAIN_SCHEMA, input order or store order),
+    quarantined rows (QUARANTINE_SCHEMA, input order, with reason and source), counts per reason
+    (every reason, zeros included), counts of rows in static-arbitrage violations at mid prices
+    (reported only), each underlying's last good quote day (pass it as ``previous_days`` to the
+    next call) and which input rows are good (``good_mask``, input order)."""
 
     good: pa.Table
     quarantined: pa.Table
     counts: dict[str, int]
     mid_violations: dict[str, int] = field(default_factory=dict)
     last_days: dict[str, DayPrice] = field(default_factory=dict)
+    good_mask: np.ndarray | None = None
 
     @property
     def rows(self) -> int:
@@ -545,6 +548,7 @@ def validate_rows(
     source: str,
     previous_days: Mapping[str, DayPrice] | None = None,
     bars: Mapping[str, pa.Table] | None = None,
+    store_order: bool = False,
 ) -> RowValidation:
     """Check chain rows; every input row ends up in ``good`` or in ``quarantined`` with a reason.
 
@@ -552,10 +556,19 @@ def validate_rows(
     ``previous_days`` (from the last call's ``last_days``) lets the stale-underlying check see
     across calls; ``bars`` (underlying -> BAR_SCHEMA table) enables ``underlying_mismatch``.
     Each day's rows must all be in one call (duplicates and spreads are checked within it).
+    With ``store_order``, good rows come sorted as chain files store them (``sort_chains``'s
+    order: CHAIN_SORT_KEYS, ties in input order) instead of in input order.
     """
     table = _conformed(table, source)
-    reasons, found, last_days = _classify(table, previous_days or {}, bars or {})
-    good = table if not reasons.any() else _filter(table, reasons == 0)
+    rows, reasons, found, last_days = _classify(table, previous_days or {}, bars or {})
+    if store_order:
+        # the sort keys in input order, rights ranked calls first as sort_chains ranks 'C' < 'P'
+        order = chain_order(*(_to_input_order(rows, key) for key in (
+            rows.quote_date, rows.expiration, 1 - rows.right, rows.strike)))
+        good = _take(table, order[reasons[order] == 0]) if order is not None else (
+            table if not reasons.any() else _filter(table, reasons == 0))
+    else:
+        good = table if not reasons.any() else _filter(table, reasons == 0)
     quarantined = _quarantine_table(table, reasons, source)
     if good.num_rows + quarantined.num_rows != table.num_rows:
         raise AssertionError(f"{source}: row accounting broken: {good.num_rows} good + "
@@ -566,14 +579,15 @@ def validate_rows(
         counts=_reason_counts(reasons),
         mid_violations=_mid_counts(found),
         last_days=last_days,
+        good_mask=reasons == 0,
     )
 
 
 def _classify(
     table: pa.Table, previous_days: Mapping[str, DayPrice], bars: Mapping[str, pa.Table]
-) -> tuple[np.ndarray, StaticArbitrage, dict[str, DayPrice]]:
-    """Reason codes per input row (0 = good, else 1 + index into REASONS), the static-arbitrage
-    flags (sorted order) and each underlying's last good day."""
+) -> tuple[_Rows, np.ndarray, StaticArbitrage, dict[str, DayPrice]]:
+    """The rows as sorted for the checks, reason codes per input row (0 = good, else 1 + index
+    into REASONS), the static-arbitrage flags (sorted order) and each underlying's last good day."""
     rows = _prepare(table)
     reasons = _row_checks(rows)
     last_days = _day_checks(rows, reasons, previous_days, bars)
@@ -581,7 +595,7 @@ def _classify(
     _assign(reasons, found.tradable["vertical"], "vertical_arbitrage")
     _assign(reasons, found.tradable["butterfly"], "butterfly_arbitrage")
     _assign(reasons, found.tradable["calendar"], "calendar_arbitrage")
-    return _to_input_order(rows, reasons), found, last_days
+    return rows, _to_input_order(rows, reasons), found, last_days
 
 
 def _filter(table: pa.Table, mask: np.ndarray) -> pa.Table:
@@ -589,6 +603,12 @@ def _filter(table: pa.Table, mask: np.ndarray) -> pa.Table:
     table-level filter spends its time scheduling threads."""
     keep = pa.array(mask)
     return pa.Table.from_arrays([col.filter(keep) for col in table.columns], schema=table.schema)
+
+
+def _take(table: pa.Table, indices: np.ndarray) -> pa.Table:
+    """``table.take`` column by column (as ``_filter``)."""
+    rows = pa.array(indices)
+    return pa.Table.from_arrays([col.take(rows) for col in table.columns], schema=table.schema)
 
 
 def _quarantine_table(table: pa.Table, reasons: np.ndarray, source: str) -> pa.Table:
@@ -803,7 +823,7 @@ def validate_dataset(path: str | os.PathLike, *, quarantine: bool = True, progre
                 for batch in _file_batches(ds, paths):
                     tables = [_read_chain_file(ds, paths[i]) for i in batch]
                     combined = pa.concat_tables(tables)
-                    reasons, found, previous = _classify(combined, previous, bars)
+                    _, reasons, found, previous = _classify(combined, previous, bars)
                     u_counts += np.bincount(reasons, minlength=len(REASONS) + 1)
                     for check, n in _mid_counts(found).items():
                         mid[check] += n

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 import backtest.validate as validate_module
 from backtest.pricing import bs_greeks
 from backtest.schema import CHAIN_SCHEMA, QUARANTINE_SCHEMA
-from backtest.store import Dataset, DatasetWriter
+from backtest.store import Dataset, DatasetWriter, sort_chains
 from backtest.validate import (
     REASONS,
     static_arbitrage_violations,
@@ -596,3 +596,18 @@ def test_dataset_bars_and_several_underlyings(tmp_path):
     assert r.by_underlying["SPY"] == {"rows": n, "good_rows": 0, "underlying_mismatch": n}
     assert r.by_underlying["QQQ"] == {"rows": n, "good_rows": n}
     assert r.usable and r.messages == (f"SPY: all {n:,} chain rows fail validation",)
+
+
+def test_store_order_gives_the_good_rows_as_sort_chains_orders_them():
+    spx = chain(root="SPX", underlying="SPX", spot=2900.0, strikes=tuple(np.arange(2500.0, 3300.0, 25.0)))
+    spxw = chain(root="SPXW", underlying="SPX", spot=2900.0, strikes=tuple(np.arange(2500.0, 3300.0, 25.0)),
+                 half_spread=0.1)
+    mixed = pa.concat_tables([spxw, spx]).take(np.random.default_rng(3).permutation(spx.num_rows * 2))
+    mixed = set_values(mixed, [0, 5], bid=-1.0)  # two quarantined rows
+    plain = validate_rows(mixed, source="x")
+    ordered = validate_rows(mixed, source="x", store_order=True)
+    assert ordered.quarantined.equals(plain.quarantined) and ordered.counts == plain.counts
+    assert not ordered.good.equals(plain.good)  # input order is not store order here
+    assert ordered.good.equals(sort_chains(plain.good))  # ties (SPX and SPXW) in input order
+    assert np.array_equal(ordered.good_mask, plain.good_mask)
+    assert np.flatnonzero(~plain.good_mask).tolist() == [0, 5]

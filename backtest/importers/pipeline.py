@@ -163,11 +163,14 @@ class _PartWriter:
     def __init__(self, staging: Path, part: str):
         self.staging, self.part = staging, part
         self.chains: dict[tuple[str, int], list[pa.Table]] = {}
+        self.last_day: dict[tuple[str, int], int] = {}  # the latest quote date collected
+        self.unsorted: set[tuple[str, int]] = set()  # parts whose blocks came out of date order
         self.quarantine_writer: pq.ParquetWriter | None = None
         self.closes: dict[tuple[str, int], float] = {}  # (underlying, date days) -> first close
         self.files: list[Path] = []
 
     def write_chain(self, good: pa.Table) -> None:
+        """Collect validated rows, in store order (``validate_rows(store_order=True)``)."""
         if not good.num_rows:
             return
         underlying = good.column("underlying")[0].as_py()  # a block holds one underlying (one per file)
@@ -175,9 +178,23 @@ class _PartWriter:
         years = days.astype("datetime64[D]").astype("datetime64[Y]").astype(np.int64) + 1970
         distinct = np.unique(years)
         for year in distinct:
-            part = good if len(distinct) == 1 else good.filter(pa.array(years == year))
-            self.chains.setdefault((underlying, int(year)), []).append(part)
-        spot = good.column("underlying_price").to_numpy(zero_copy_only=False)
+            in_year = years == year
+            part = good if len(distinct) == 1 else good.filter(pa.array(in_year))
+            key = (underlying, int(year))
+            self.chains.setdefault(key, []).append(part)
+            # a block of later days extends the store order; one of earlier days needs a sort at close
+            first, last = int(days[in_year][0]), int(days[in_year][-1])
+            if key in self.last_day and first <= self.last_day[key]:
+                self.unsorted.add(key)
+            self.last_day[key] = max(last, self.last_day.get(key, last))
+
+    def write_closes(self, chain: pa.Table, good: np.ndarray) -> None:
+        """Note each quote date's close: the underlying price of its first good row (input order)."""
+        if not good.any():
+            return
+        underlying = chain.column("underlying")[0].as_py()
+        days = chain.column("quote_date").cast(pa.int32()).to_numpy(zero_copy_only=False)[good]
+        spot = chain.column("underlying_price").to_numpy(zero_copy_only=False)[good]
         _, first = np.unique(days, return_index=True)
         for i in first:
             self.closes.setdefault((underlying, int(days[i])), float(spot[i]))
@@ -198,7 +215,8 @@ class _PartWriter:
         for (u, year), tables in self.chains.items():
             path = self.staging / "chains" / f"underlying={u}" / f"year={year}" / f"{self.part}.parquet"
             path.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(sort_chains(pa.concat_tables(tables)), path, **PARQUET_OPTIONS)
+            rows = pa.concat_tables(tables)
+            pq.write_table(sort_chains(rows) if (u, year) in self.unsorted else rows, path, **PARQUET_OPTIONS)
             self.files.append(path)
         by_part: dict[tuple[str, int], list[tuple[int, float]]] = {}
         for (u, days), close in self.closes.items():
@@ -230,9 +248,10 @@ def import_file(task: FileTask) -> FileReport:
             previous_days = None  # lets the stale-underlying check look across days of the file
             for chain, n_records in whole_days(fmt.chunks(path, member), input_label(path, member)):
                 chain = add_greeks(chain, task.rates, task.recompute_greeks)
-                result = validate_rows(chain, source=label, previous_days=previous_days)
+                result = validate_rows(chain, source=label, previous_days=previous_days, store_order=True)
                 previous_days = result.last_days
                 writer.write_chain(result.good)
+                writer.write_closes(chain, result.good_mask)
                 writer.write_quarantine(result.quarantined)
                 records += n_records
                 rows += chain.num_rows
