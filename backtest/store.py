@@ -104,6 +104,32 @@ CHAIN_DICTIONARY_COLUMNS = ["underlying", "root", "right", "style"]
 CHAIN_STATISTICS_COLUMNS = ["quote_date", "underlying", "root", "expiration", "strike", "right"]
 
 
+def letter_codes(col: pa.ChunkedArray | pa.Array, letters: str) -> np.ndarray:
+    """Per row of a string column, the index of its value among the one-letter values
+    `letters` (int8), -1 for any other value or null. Columns of one-byte strings (rights,
+    styles) are read straight from their bytes: ~10x faster than comparing with Arrow kernels."""
+    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if not len(col):
+        return np.zeros(0, np.int8)
+    if pa.types.is_string(col.type) and col.null_count == 0:
+        _, offset_buffer, data = col.buffers()
+        offsets = np.frombuffer(offset_buffer, np.int32, len(col) + 1, col.offset * 4)
+        if offsets[-1] - offsets[0] == len(col) and (offsets[1:] > offsets[:-1]).all():  # all one byte
+            table = np.full(256, -1, np.int8)
+            table[np.frombuffer(letters.encode("ascii"), np.uint8)] = np.arange(len(letters))
+            return table[np.frombuffer(data, np.uint8, len(col), offsets[0])]
+    found = pc.index_in(col.cast(pa.string()), value_set=pa.array(list(letters)))
+    return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int8)
+
+
+def one_letter_strings(codes: np.ndarray, letters: str) -> pa.StringArray:
+    """The string array of letters[codes[i]] (no nulls), built from its bytes (the inverse of
+    letter_codes): ~10x faster than an Arrow take."""
+    data = np.frombuffer(letters.encode("ascii"), np.uint8)[codes]
+    offsets = np.arange(len(codes) + 1, dtype=np.int32)
+    return pa.StringArray.from_buffers(len(codes), pa.py_buffer(offsets), pa.py_buffer(data))
+
+
 def _string_ranks(col: pa.ChunkedArray) -> np.ndarray:
     """Each string's rank among the column's distinct values (order-preserving integers)."""
     encoded = pc.dictionary_encode(col.combine_chunks())

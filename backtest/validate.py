@@ -61,6 +61,7 @@ from backtest.store import (
     StoreError,
     chain_order,
     date_to_days,
+    letter_codes,
     days_to_date,
     packed_order,
     sort_chains,
@@ -245,15 +246,9 @@ def _floats(col: pa.ChunkedArray) -> np.ndarray:
 def _prepare(table: pa.Table) -> _Rows:
     underlying, underlyings = _codes(table["underlying"])
     root, _ = _codes(table["root"])
-    right_str = table["right"].cast(pa.string())
-    right = np.where(
-        pc.equal(right_str, "C").to_numpy(zero_copy_only=False),
-        1,
-        np.where(pc.equal(right_str, "P").to_numpy(zero_copy_only=False), 0, -1),
-    ).astype(np.int8)
-    style = table["style"].cast(pa.string())
-    style_ok = pc.is_in(style, pa.array(["A", "E"])).to_numpy(zero_copy_only=False)
-    american = pc.equal(style, "A").to_numpy(zero_copy_only=False)
+    right = letter_codes(table["right"], "PC")  # 1 call, 0 put, -1 invalid
+    style = letter_codes(table["style"], "AE")
+    style_ok, american = style >= 0, style == 0
     quote_date = table["quote_date"].cast(pa.int32()).to_numpy(zero_copy_only=False)
     expiration = table["expiration"].cast(pa.int32()).to_numpy(zero_copy_only=False)
     strike = _floats(table["strike"])

@@ -28,6 +28,7 @@ from backtest.importers.source import (
 )
 from backtest.importers.symbols_nb import osi_roots
 from backtest.schema import CHAIN_SCHEMA
+from backtest.store import one_letter_strings
 
 # Cash-settled index option classes with European exercise; everything else is taken as American
 # (US equity and ETF options). A generic mapping can set the style explicitly.
@@ -135,6 +136,10 @@ def root_dictionary(data: np.ndarray, codes: np.ndarray, starts: np.ndarray, len
 
 
 def styles(roots: pa.Array) -> pa.Array:
+    """'E' for the European trading classes (EUROPEAN_ROOTS), else 'A'."""
+    if isinstance(roots, pa.DictionaryArray) and roots.null_count == 0:  # a few labels: per label, then per row
+        european = np.array([r in EUROPEAN_ROOTS for r in roots.dictionary.to_pylist()], bool)
+        return one_letter_strings(european[roots.indices.to_numpy()].view(np.int8), "AE")
     return per_label(roots, lambda r: pc.if_else(pc.is_in(r, value_set=pa.array(sorted(EUROPEAN_ROOTS))), "E", "A"))
 
 

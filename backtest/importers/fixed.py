@@ -49,6 +49,7 @@ from backtest.importers.source import (
     read_csv_batches,
     underlying_changes_error,
 )
+from backtest.store import one_letter_strings
 
 try:  # ISA-L decompresses ~2.5x faster than zlib; the standard library's gzip reads the same files
     from isal import igzip as gzip_module
@@ -58,7 +59,6 @@ except ImportError:  # pragma: no cover - isal is a declared dependency
 
 _DECOMPRESSION_ERRORS = (EOFError, zlib.error, _isal_error, gzip.BadGzipFile)
 _DATE_CODES = {"%m/%d/%Y": csv_nb.MDY, "%Y-%m-%d": csv_nb.YMD_DASH, "%Y%m%d": csv_nb.YMD}
-_RIGHT_LETTERS = pa.array(["C", "P"])
 
 
 @dataclass(frozen=True)
@@ -212,7 +212,7 @@ class _BlockReader:
         return FixedBlock(
             rows, dict(zip(self.numbers, numbers)), dict(zip(self.dates, dates)), underlying,
             root_dictionary(data, root_codes, root_starts, root_lengths, underlying),
-            _RIGHT_LETTERS.take(pa.array(rights))), lines
+            one_letter_strings(rights, "CP")), lines
 
     def _check_underlying(self, symbol: str, line: int) -> None:
         if self.state.underlying is None:

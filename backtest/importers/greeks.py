@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from backtest import pricing
 from backtest.importers.rates import RateSchedule
+from backtest.store import letter_codes
 
 GREEKS = ("delta", "gamma", "theta", "vega")
 
@@ -48,7 +48,7 @@ def add_greeks(chain: pa.Table, rates: RateSchedule, recompute: bool = False) ->
     quote = _days(chain, "quote_date")
     t = (_days(chain, "expiration") - quote) / pricing.YEAR_DAYS
     spot, strike = _floats(chain, "underlying_price"), _floats(chain, "strike")
-    is_call = pc.equal(chain.column("right"), "C").to_numpy()
+    is_call = letter_codes(chain.column("right"), "C") == 0
     rate, div = rates.lookup(quote)
     engine = np.ones(len(quote), dtype=bool) if recompute else no_iv
     iv = vendor_iv
