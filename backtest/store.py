@@ -108,7 +108,8 @@ def letter_codes(col: pa.ChunkedArray | pa.Array, letters: str) -> np.ndarray:
     """Per row of a string column, the index of its value among the one-letter values
     `letters` (int8), -1 for any other value or null. Columns of one-byte strings (rights,
     styles) are read straight from their bytes: ~10x faster than comparing with Arrow kernels."""
-    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if isinstance(col, pa.ChunkedArray):
+        col = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
     if not len(col):
         return np.zeros(0, np.int8)
     if pa.types.is_string(col.type) and col.null_count == 0:

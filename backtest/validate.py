@@ -39,7 +39,7 @@ import json
 import os
 import uuid
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -217,14 +217,26 @@ class _Rows:
 
     def starts(self, *keys: str) -> np.ndarray:
         """Offsets of the blocks of equal ``keys`` (a prefix of the sort order), with the end."""
+        if keys != _BLOCK_KEYS[:len(keys)]:
+            raise ValueError(f"{keys} is not a prefix of {_BLOCK_KEYS}")
         n = len(self.order)
-        change = np.zeros(n, bool)
-        if n:
-            change[0] = True
-        for k in keys:
-            col = getattr(self, k)
-            change[1:] |= col[1:] != col[:-1]
-        return np.append(np.flatnonzero(change), n)
+        if not n:
+            return np.zeros(1, np.int64)
+        return np.concatenate(([0], np.flatnonzero(self._first_change < len(keys)) + 1, [n]))
+
+    @cached_property
+    def _first_change(self) -> np.ndarray:
+        """For each row after the first, the index in _BLOCK_KEYS of the first key on which it
+        differs from the row before (len(_BLOCK_KEYS) when none): every ``starts`` from one pass."""
+        n = len(self.order)
+        first = np.full(max(n - 1, 0), len(_BLOCK_KEYS), np.int8)
+        for level in range(len(_BLOCK_KEYS) - 1, -1, -1):
+            col = getattr(self, _BLOCK_KEYS[level])
+            first[col[1:] != col[:-1]] = level
+        return first
+
+
+_BLOCK_KEYS = ("underlying", "quote_date", "root", "expiration", "right")
 
 
 def _codes(col: pa.ChunkedArray) -> tuple[np.ndarray, tuple[str, ...]]:

@@ -611,3 +611,17 @@ def test_store_order_gives_the_good_rows_as_sort_chains_orders_them():
     assert ordered.good.equals(sort_chains(plain.good))  # ties (SPX and SPXW) in input order
     assert np.array_equal(ordered.good_mask, plain.good_mask)
     assert np.flatnonzero(~plain.good_mask).tolist() == [0, 5]
+
+
+@pytest.mark.parametrize("runs", [1, 7, 300])  # 300 ascending runs: past the merge, a sort
+def test_distinct_strikes_of_a_block_from_its_ascending_runs(runs):
+    from backtest.validate_nb import _distinct
+
+    rng = np.random.default_rng(runs)
+    milli = np.concatenate([np.sort(rng.choice(np.arange(1, 400) * 500, rng.integers(1, 60), replace=False))
+                            for _ in range(runs)]).astype(np.int64)
+    ok = rng.random(len(milli)) < 0.9
+    lo, hi = 3, len(milli) - 2
+    scratch = [np.empty(len(milli), np.int64) for _ in range(2)]
+    expected = np.unique(milli[lo:hi][ok[lo:hi]])
+    assert np.array_equal(_distinct(milli, ok, lo, hi, *scratch), expected)
