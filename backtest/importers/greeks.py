@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from backtest import pricing
+from backtest.importers.common import nan_to_null
 from backtest.importers.rates import RateSchedule
 from backtest.store import letter_codes
 
@@ -62,5 +63,5 @@ def add_greeks(chain: pa.Table, rates: RateSchedule, recompute: bool = False) ->
     for name in changed:
         # NaN -> null: where there is no number to give (e.g. expiration day, price out of bounds)
         values = iv if name == "iv" else greeks[name]
-        chain = chain.set_column(chain.schema.get_field_index(name), name, pa.array(values, pa.float64(), from_pandas=True))
+        chain = chain.set_column(chain.schema.get_field_index(name), name, nan_to_null(values))
     return chain
