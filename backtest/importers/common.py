@@ -125,10 +125,10 @@ def root_dictionary(data: np.ndarray, codes: np.ndarray, starts: np.ndarray, len
     distinct = sorted(set(names))
     remap = np.array([distinct.index(name) for name in names], np.int32)
     missing = codes < 0
+    if not missing.any():
+        return pa.DictionaryArray.from_arrays(pa.array(remap[codes]), pa.array(distinct, pa.string()))
     indices = pa.array(np.where(missing, 0, remap[np.maximum(codes, 0)]), pa.int32(), mask=missing)
     roots = pa.DictionaryArray.from_arrays(indices, pa.array(distinct, pa.string()))
-    if not missing.any():
-        return roots
     if isinstance(fallback, str):
         fallback = pa.array([fallback] * len(codes), pa.string())
     fallback = fallback.combine_chunks() if isinstance(fallback, pa.ChunkedArray) else fallback
