@@ -622,11 +622,11 @@ def _quarantine_table(table: pa.Table, reasons: np.ndarray, source: str) -> pa.T
     bad = reasons > 0
     if not bad.any():
         return QUARANTINE_SCHEMA.empty_table()
-    names = np.array(("",) + REASONS, dtype=object)[reasons[bad]]
     out = _filter(table, bad)
-    out = out.append_column("reason", pa.array(names, pa.string())).append_column(
-        "source", pa.array(np.full(out.num_rows, source, dtype=object), pa.string())
-    )
+    # the text columns decoded from codes by Arrow: no Python string per row
+    reason = pa.DictionaryArray.from_arrays(pa.array(reasons[bad].astype(np.int32) - 1), pa.array(REASONS))
+    where = pa.DictionaryArray.from_arrays(pa.array(np.zeros(out.num_rows, np.int32)), pa.array([source]))
+    out = out.append_column("reason", reason.cast(pa.string())).append_column("source", where.cast(pa.string()))
     return conform(out, QUARANTINE_SCHEMA)
 
 
