@@ -157,6 +157,14 @@ def whole_days(chunks: Iterable[Chunk], label: str) -> Iterator[tuple[pa.Table, 
         yield pending, records
 
 
+def _run_starts(values: np.ndarray) -> np.ndarray:
+    """Where each run of equal values starts."""
+    change = np.empty(len(values), bool)
+    change[:1] = True
+    np.not_equal(values[1:], values[:-1], out=change[1:])
+    return np.flatnonzero(change)
+
+
 class _PartWriter:
     """Collects one file's validated rows per (underlying, year) and writes the parts."""
 
@@ -175,15 +183,17 @@ class _PartWriter:
             return
         underlying = good.column("underlying")[0].as_py()  # a block holds one underlying (one per file)
         days = good.column("quote_date").cast(pa.int32()).to_numpy(zero_copy_only=False)
-        years = days.astype("datetime64[D]").astype("datetime64[Y]").astype(np.int64) + 1970
-        distinct = np.unique(years)
+        starts = _run_starts(days)  # a day's rows are one run (store order): years of the runs only
+        run_years = days[starts].astype("datetime64[D]").astype("datetime64[Y]").astype(np.int64) + 1970
+        distinct = np.unique(run_years)
+        years = run_years if len(distinct) == 1 else np.repeat(run_years, np.diff(np.append(starts, len(days))))
         for year in distinct:
-            in_year = years == year
-            part = good if len(distinct) == 1 else good.filter(pa.array(in_year))
+            part, in_year = (good, days) if len(distinct) == 1 else (
+                good.filter(pa.array(years == year)), days[years == year])
             key = (underlying, int(year))
             self.chains.setdefault(key, []).append(part)
             # a block of later days extends the store order; one of earlier days needs a sort at close
-            first, last = int(days[in_year][0]), int(days[in_year][-1])
+            first, last = int(in_year[0]), int(in_year[-1])
             if key in self.last_day and first <= self.last_day[key]:
                 self.unsorted.add(key)
             self.last_day[key] = max(last, self.last_day.get(key, last))
@@ -195,8 +205,9 @@ class _PartWriter:
         underlying = chain.column("underlying")[0].as_py()
         days = chain.column("quote_date").cast(pa.int32()).to_numpy(zero_copy_only=False)[good]
         spot = chain.column("underlying_price").to_numpy(zero_copy_only=False)[good]
-        _, first = np.unique(days, return_index=True)
-        for i in first:
+        starts = _run_starts(days)  # a day's first row starts a run: only those are compared
+        _, first = np.unique(days[starts], return_index=True)
+        for i in starts[first]:
             self.closes.setdefault((underlying, int(days[i])), float(spot[i]))
 
     def write_quarantine(self, rows: pa.Table) -> None:
