@@ -19,7 +19,9 @@ rewriting dataset.json atomically); a failure removes the staging directory and 
 store as it was. Row accounting is checked per file: imported + quarantined == rows read.
 
 Memory per worker is bounded by one parse block, one quote day held back between blocks, and
-the largest (file, year) part, which is sorted in memory before it is written.
+the largest (file, year) part, which is held in memory until it is written. Validation hands
+over each block's good rows in store order, so a part is written as collected; only a part whose
+blocks came out of date order is sorted first.
 """
 from __future__ import annotations
 
