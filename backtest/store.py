@@ -169,6 +169,8 @@ def chain_order(quote_date: np.ndarray, expiration: np.ndarray, right: np.ndarra
                 strike: np.ndarray) -> np.ndarray | None:
     """The stable order of rows by CHAIN_SORT_KEYS from the keys as numpy columns (dates and
     rights as order-preserving integers, calls first); None where already in it."""
+    if len(strike) < 2:
+        return None
     keys = [quote_date, expiration, right, strike]
     milli = np.rint(strike * 1000.0) if np.isfinite(strike).all() else None
     # packed when strikes are exact thousandths (then distinct strikes keep distinct keys)

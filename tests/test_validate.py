@@ -611,6 +611,8 @@ def test_store_order_gives_the_good_rows_as_sort_chains_orders_them():
     assert ordered.good.equals(sort_chains(plain.good))  # ties (SPX and SPXW) in input order
     assert np.array_equal(ordered.good_mask, plain.good_mask)
     assert np.flatnonzero(~plain.good_mask).tolist() == [0, 5]
+    for rows in (mixed.slice(0, 0), mixed.slice(3, 1)):
+        assert validate_rows(rows, source="x", store_order=True).good.equals(validate_rows(rows, source="x").good)
 
 
 @pytest.mark.parametrize("runs", [1, 7, 300])  # 300 ascending runs: past the merge, a sort
