@@ -55,6 +55,19 @@ def bs_greeks(is_call, spot, strike, t_years, rate, div_yield, sigma) -> Greeks:
     return Greeks(*(o.reshape(shape) for o in outs))
 
 
+def fill_greeks(is_call, spot, strike, t_years, rate, div_yield, sigma, greeks: dict[str, np.ndarray],
+                fill_all: bool = False) -> None:
+    """Black-Scholes-Merton greeks at ``sigma`` written into ``greeks`` (delta, gamma, theta,
+    vega: writable float64 arrays) where they are NaN, or everywhere with ``fill_all``; the
+    values equal :func:`bs_greeks`'s, and rows with nothing to fill are not priced."""
+    (c, s, k, t, r, q, v), _ = _option_arrays(is_call, spot, strike, t_years, rate, div_yield, sigma)
+    out = [greeks[name] for name in ("delta", "gamma", "theta", "vega")]
+    for name, a in zip(("delta", "gamma", "theta", "vega"), out):
+        if a.dtype != np.float64 or a.shape != s.shape or not a.flags.writeable:
+            raise ValueError(f"greeks[{name!r}]: expected a writable float64 array of {len(s)} values")
+    pricing_nb.fill_greeks_array(c, s, k, t, r, q, v, *out, fill_all)
+
+
 def black76_price(is_call, forward, strike, t_years, discount, sigma) -> np.ndarray:
     """Black-76 price of European options on a forward; ``discount`` = exp(-r T)."""
     (c, f, k, t, df, v), shape = _option_arrays(is_call, forward, strike, t_years, discount, sigma)

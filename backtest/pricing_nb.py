@@ -91,6 +91,29 @@ def bs_greeks_array(is_call, s, k, t, r, q, sigma, out_price, out_delta, out_gam
         out_vega[i] = v
 
 
+@njit(cache=True)
+def fill_greeks_array(is_call, s, k, t, r, q, sigma, delta, gamma, theta, vega, fill_all):
+    """Write the greeks at ``sigma`` into delta, gamma, theta and vega (in place) where they are
+    NaN, or everywhere with ``fill_all``; rows with nothing to fill are not priced. The values are
+    bs_greeks's, bit for bit."""
+    for i in range(len(s)):
+        fill_delta = fill_all or np.isnan(delta[i])
+        fill_gamma = fill_all or np.isnan(gamma[i])
+        fill_theta = fill_all or np.isnan(theta[i])
+        fill_vega = fill_all or np.isnan(vega[i])
+        if not (fill_delta or fill_gamma or fill_theta or fill_vega):
+            continue
+        _, d, g, th, v = bs_greeks(is_call[i], s[i], k[i], t[i], r[i], q[i], sigma[i])
+        if fill_delta:
+            delta[i] = d
+        if fill_gamma:
+            gamma[i] = g
+        if fill_theta:
+            theta[i] = th
+        if fill_vega:
+            vega[i] = v
+
+
 # --------------------------------------------------------------------------- Black-76 and implied volatility
 #
 # Implied volatility works on the normalised out-of-the-money Black price (Jäckel, "By

@@ -104,6 +104,33 @@ CHAIN_DICTIONARY_COLUMNS = ["underlying", "root", "right", "style"]
 CHAIN_STATISTICS_COLUMNS = ["quote_date", "underlying", "root", "expiration", "strike", "right"]
 
 
+def letter_codes(col: pa.ChunkedArray | pa.Array, letters: str) -> np.ndarray:
+    """Per row of a string column, the index of its value among the one-letter values
+    `letters` (int8), -1 for any other value or null. Columns of one-byte strings (rights,
+    styles) are read straight from their bytes: ~10x faster than comparing with Arrow kernels."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+    if not len(col):
+        return np.zeros(0, np.int8)
+    if pa.types.is_string(col.type) and col.null_count == 0:
+        _, offset_buffer, data = col.buffers()
+        offsets = np.frombuffer(offset_buffer, np.int32, len(col) + 1, col.offset * 4)
+        if offsets[-1] - offsets[0] == len(col) and (offsets[1:] > offsets[:-1]).all():  # all one byte
+            table = np.full(256, -1, np.int8)
+            table[np.frombuffer(letters.encode("ascii"), np.uint8)] = np.arange(len(letters))
+            return table[np.frombuffer(data, np.uint8, len(col), offsets[0])]
+    found = pc.index_in(col.cast(pa.string()), value_set=pa.array(list(letters)))
+    return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int8)
+
+
+def one_letter_strings(codes: np.ndarray, letters: str) -> pa.StringArray:
+    """The string array of letters[codes[i]] (no nulls), built from its bytes (the inverse of
+    letter_codes): ~10x faster than an Arrow take."""
+    data = np.frombuffer(letters.encode("ascii"), np.uint8)[codes]
+    offsets = np.arange(len(codes) + 1, dtype=np.int32)
+    return pa.StringArray.from_buffers(len(codes), pa.py_buffer(offsets), pa.py_buffer(data))
+
+
 def _string_ranks(col: pa.ChunkedArray) -> np.ndarray:
     """Each string's rank among the column's distinct values (order-preserving integers)."""
     encoded = pc.dictionary_encode(col.combine_chunks())
@@ -138,17 +165,25 @@ def packed_order(fields: list[np.ndarray]) -> np.ndarray | None:
     return np.argsort(key, kind="stable")
 
 
-def _chain_order(table: pa.Table) -> np.ndarray | None:
-    """The rows' order by CHAIN_SORT_KEYS; None where already in it."""
-    keys = _sort_keys(table)
-    *labels, strike = keys
+def chain_order(quote_date: np.ndarray, expiration: np.ndarray, right: np.ndarray,
+                strike: np.ndarray) -> np.ndarray | None:
+    """The stable order of rows by CHAIN_SORT_KEYS from the keys as numpy columns (dates and
+    rights as order-preserving integers, calls first); None where already in it."""
+    if len(strike) < 2:
+        return None
+    keys = [quote_date, expiration, right, strike]
     milli = np.rint(strike * 1000.0) if np.isfinite(strike).all() else None
     # packed when strikes are exact thousandths (then distinct strikes keep distinct keys)
-    order = packed_order([*labels, milli.astype(np.int64)]) if milli is not None and np.all(
+    order = packed_order([quote_date, expiration, right, milli.astype(np.int64)]) if milli is not None and np.all(
         milli / 1000.0 == strike) else None
     if order is None:
         return None if is_sorted_by(keys) else np.lexsort(keys[::-1])
     return None if np.all(order[1:] > order[:-1]) else order
+
+
+def _chain_order(table: pa.Table) -> np.ndarray | None:
+    """The rows' order by CHAIN_SORT_KEYS; None where already in it."""
+    return chain_order(*_sort_keys(table))
 
 
 def is_sorted_by(cols) -> bool:

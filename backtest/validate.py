@@ -39,7 +39,7 @@ import json
 import os
 import uuid
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -59,7 +59,9 @@ from backtest.store import (
     DATASET_JSON,
     Dataset,
     StoreError,
+    chain_order,
     date_to_days,
+    letter_codes,
     days_to_date,
     packed_order,
     sort_chains,
@@ -171,16 +173,18 @@ class StaticArbitrage:
 
 @dataclass(frozen=True)
 class RowValidation:
-    """The outcome of ``validate_rows``: good rows (CHAIN_SCHEMA, input order), quarantined rows
-    (QUARANTINE_SCHEMA, with reason and source), counts per reason (every reason, zeros
-    included), counts of rows in static-arbitrage violations at mid prices (reported only) and
-    each underlying's last good quote day (pass it as ``previous_days`` to the next call)."""
+    """The outcome of ``validate_rows``: good rows (CHAIN_SCHEMA, input order or store order),
+    quarantined rows (QUARANTINE_SCHEMA, input order, with reason and source), counts per reason
+    (every reason, zeros included), counts of rows in static-arbitrage violations at mid prices
+    (reported only), each underlying's last good quote day (pass it as ``previous_days`` to the
+    next call) and which input rows are good (``good_mask``, input order)."""
 
     good: pa.Table
     quarantined: pa.Table
     counts: dict[str, int]
     mid_violations: dict[str, int] = field(default_factory=dict)
     last_days: dict[str, DayPrice] = field(default_factory=dict)
+    good_mask: np.ndarray | None = None
 
     @property
     def rows(self) -> int:
@@ -213,14 +217,26 @@ class _Rows:
 
     def starts(self, *keys: str) -> np.ndarray:
         """Offsets of the blocks of equal ``keys`` (a prefix of the sort order), with the end."""
+        if keys != _BLOCK_KEYS[:len(keys)]:
+            raise ValueError(f"{keys} is not a prefix of {_BLOCK_KEYS}")
         n = len(self.order)
-        change = np.zeros(n, bool)
-        if n:
-            change[0] = True
-        for k in keys:
-            col = getattr(self, k)
-            change[1:] |= col[1:] != col[:-1]
-        return np.append(np.flatnonzero(change), n)
+        if not n:
+            return np.zeros(1, np.int64)
+        return np.concatenate(([0], np.flatnonzero(self._first_change < len(keys)) + 1, [n]))
+
+    @cached_property
+    def _first_change(self) -> np.ndarray:
+        """For each row after the first, the index in _BLOCK_KEYS of the first key on which it
+        differs from the row before (len(_BLOCK_KEYS) when none): every ``starts`` from one pass."""
+        n = len(self.order)
+        first = np.full(max(n - 1, 0), len(_BLOCK_KEYS), np.int8)
+        for level in range(len(_BLOCK_KEYS) - 1, -1, -1):
+            col = getattr(self, _BLOCK_KEYS[level])
+            first[col[1:] != col[:-1]] = level
+        return first
+
+
+_BLOCK_KEYS = ("underlying", "quote_date", "root", "expiration", "right")
 
 
 def _codes(col: pa.ChunkedArray) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -242,15 +258,9 @@ def _floats(col: pa.ChunkedArray) -> np.ndarray:
 def _prepare(table: pa.Table) -> _Rows:
     underlying, underlyings = _codes(table["underlying"])
     root, _ = _codes(table["root"])
-    right_str = table["right"].cast(pa.string())
-    right = np.where(
-        pc.equal(right_str, "C").to_numpy(zero_copy_only=False),
-        1,
-        np.where(pc.equal(right_str, "P").to_numpy(zero_copy_only=False), 0, -1),
-    ).astype(np.int8)
-    style = table["style"].cast(pa.string())
-    style_ok = pc.is_in(style, pa.array(["A", "E"])).to_numpy(zero_copy_only=False)
-    american = pc.equal(style, "A").to_numpy(zero_copy_only=False)
+    right = letter_codes(table["right"], "PC")  # 1 call, 0 put, -1 invalid
+    style = letter_codes(table["style"], "AE")
+    style_ok, american = style >= 0, style == 0
     quote_date = table["quote_date"].cast(pa.int32()).to_numpy(zero_copy_only=False)
     expiration = table["expiration"].cast(pa.int32()).to_numpy(zero_copy_only=False)
     strike = _floats(table["strike"])
@@ -545,6 +555,7 @@ def validate_rows(
     source: str,
     previous_days: Mapping[str, DayPrice] | None = None,
     bars: Mapping[str, pa.Table] | None = None,
+    store_order: bool = False,
 ) -> RowValidation:
     """Check chain rows; every input row ends up in ``good`` or in ``quarantined`` with a reason.
 
@@ -552,10 +563,19 @@ def validate_rows(
     ``previous_days`` (from the last call's ``last_days``) lets the stale-underlying check see
     across calls; ``bars`` (underlying -> BAR_SCHEMA table) enables ``underlying_mismatch``.
     Each day's rows must all be in one call (duplicates and spreads are checked within it).
+    With ``store_order``, good rows come sorted as chain files store them (``sort_chains``'s
+    order: CHAIN_SORT_KEYS, ties in input order) instead of in input order.
     """
     table = _conformed(table, source)
-    reasons, found, last_days = _classify(table, previous_days or {}, bars or {})
-    good = table if not reasons.any() else _filter(table, reasons == 0)
+    rows, reasons, found, last_days = _classify(table, previous_days or {}, bars or {})
+    if store_order:
+        # the sort keys in input order, rights ranked calls first as sort_chains ranks 'C' < 'P'
+        order = chain_order(*(_to_input_order(rows, key) for key in (
+            rows.quote_date, rows.expiration, 1 - rows.right, rows.strike)))
+        good = _take(table, order[reasons[order] == 0]) if order is not None else (
+            table if not reasons.any() else _filter(table, reasons == 0))
+    else:
+        good = table if not reasons.any() else _filter(table, reasons == 0)
     quarantined = _quarantine_table(table, reasons, source)
     if good.num_rows + quarantined.num_rows != table.num_rows:
         raise AssertionError(f"{source}: row accounting broken: {good.num_rows} good + "
@@ -566,14 +586,15 @@ def validate_rows(
         counts=_reason_counts(reasons),
         mid_violations=_mid_counts(found),
         last_days=last_days,
+        good_mask=reasons == 0,
     )
 
 
 def _classify(
     table: pa.Table, previous_days: Mapping[str, DayPrice], bars: Mapping[str, pa.Table]
-) -> tuple[np.ndarray, StaticArbitrage, dict[str, DayPrice]]:
-    """Reason codes per input row (0 = good, else 1 + index into REASONS), the static-arbitrage
-    flags (sorted order) and each underlying's last good day."""
+) -> tuple[_Rows, np.ndarray, StaticArbitrage, dict[str, DayPrice]]:
+    """The rows as sorted for the checks, reason codes per input row (0 = good, else 1 + index
+    into REASONS), the static-arbitrage flags (sorted order) and each underlying's last good day."""
     rows = _prepare(table)
     reasons = _row_checks(rows)
     last_days = _day_checks(rows, reasons, previous_days, bars)
@@ -581,7 +602,7 @@ def _classify(
     _assign(reasons, found.tradable["vertical"], "vertical_arbitrage")
     _assign(reasons, found.tradable["butterfly"], "butterfly_arbitrage")
     _assign(reasons, found.tradable["calendar"], "calendar_arbitrage")
-    return _to_input_order(rows, reasons), found, last_days
+    return rows, _to_input_order(rows, reasons), found, last_days
 
 
 def _filter(table: pa.Table, mask: np.ndarray) -> pa.Table:
@@ -591,15 +612,21 @@ def _filter(table: pa.Table, mask: np.ndarray) -> pa.Table:
     return pa.Table.from_arrays([col.filter(keep) for col in table.columns], schema=table.schema)
 
 
+def _take(table: pa.Table, indices: np.ndarray) -> pa.Table:
+    """``table.take`` column by column (as ``_filter``)."""
+    rows = pa.array(indices)
+    return pa.Table.from_arrays([col.take(rows) for col in table.columns], schema=table.schema)
+
+
 def _quarantine_table(table: pa.Table, reasons: np.ndarray, source: str) -> pa.Table:
     bad = reasons > 0
     if not bad.any():
         return QUARANTINE_SCHEMA.empty_table()
-    names = np.array(("",) + REASONS, dtype=object)[reasons[bad]]
     out = _filter(table, bad)
-    out = out.append_column("reason", pa.array(names, pa.string())).append_column(
-        "source", pa.array(np.full(out.num_rows, source, dtype=object), pa.string())
-    )
+    # the text columns decoded from codes by Arrow: no Python string per row
+    reason = pa.DictionaryArray.from_arrays(pa.array(reasons[bad].astype(np.int32) - 1), pa.array(REASONS))
+    where = pa.DictionaryArray.from_arrays(pa.array(np.zeros(out.num_rows, np.int32)), pa.array([source]))
+    out = out.append_column("reason", reason.cast(pa.string())).append_column("source", where.cast(pa.string()))
     return conform(out, QUARANTINE_SCHEMA)
 
 
@@ -803,7 +830,7 @@ def validate_dataset(path: str | os.PathLike, *, quarantine: bool = True, progre
                 for batch in _file_batches(ds, paths):
                     tables = [_read_chain_file(ds, paths[i]) for i in batch]
                     combined = pa.concat_tables(tables)
-                    reasons, found, previous = _classify(combined, previous, bars)
+                    _, reasons, found, previous = _classify(combined, previous, bars)
                     u_counts += np.bincount(reasons, minlength=len(REASONS) + 1)
                     for check, n in _mid_counts(found).items():
                         mid[check] += n

@@ -192,6 +192,60 @@ def calendar_scan(starts, expiration, right, strike, total_variance, rel_tol):
     return bad
 
 
+_MAX_MERGED_RUNS = 256  # beyond this many ascending runs in a block, distinct strikes come from a sort
+
+
+@njit(cache=True)
+def _distinct(milli, ok, lo, hi, merged, spare):
+    """The distinct values of milli[lo:hi] where ok, ascending. The rows of a block come in
+    ascending runs (one per expiration and right, as validation sorts them): they are merged
+    run by run, a few times cheaper than sorting the block; with many runs, a sort."""
+    m = 0  # merged[:m]: the distinct values of the runs so far
+    runs = 0
+    i = lo
+    while i < hi:
+        if not ok[i]:
+            i += 1
+            continue
+        j = i + 1  # the run: ok rows from i whose values ascend
+        last = milli[i]
+        while j < hi and (not ok[j] or milli[j] > last):
+            if ok[j]:
+                last = milli[j]
+            j += 1
+        runs += 1
+        if runs > _MAX_MERGED_RUNS:
+            values = np.empty(hi - lo, np.int64)
+            c = 0
+            for r in range(lo, hi):
+                if ok[r]:
+                    values[c] = milli[r]
+                    c += 1
+            return np.unique(values[:c])
+        a = 0
+        c = 0
+        for r in range(i, j):
+            if not ok[r]:
+                continue
+            v = milli[r]
+            while a < m and merged[a] < v:
+                spare[c] = merged[a]
+                c += 1
+                a += 1
+            if a < m and merged[a] == v:
+                a += 1
+            spare[c] = v
+            c += 1
+        while a < m:
+            spare[c] = merged[a]
+            c += 1
+            a += 1
+        merged, spare = spare, merged
+        m = c
+        i = j
+    return merged[:m].copy()
+
+
 @njit(cache=True)
 def strike_grid(starts, milli, ok, steps, min_strikes, outlier_share):
     """Off-grid strikes per block (one trading class on one day); ``milli`` are strikes in
@@ -200,20 +254,14 @@ def strike_grid(starts, milli, ok, steps, min_strikes, outlier_share):
     with fewer than ``min_strikes`` distinct strikes are not judged."""
     n = len(milli)
     bad = np.zeros(n, np.bool_)
+    merged = np.empty(n, np.int64)
+    spare = np.empty(n, np.int64)
     for g in range(len(starts) - 1):
         lo = starts[g]
         hi = starts[g + 1]
-        values = np.empty(hi - lo, np.int64)
-        m = 0
-        for i in range(lo, hi):
-            if ok[i]:
-                values[m] = milli[i]
-                m += 1
-        if m == 0:
-            continue
-        values = np.unique(values[:m])
+        values = _distinct(milli, ok, lo, hi, merged, spare)
         k = len(values)
-        if k < min_strikes:
+        if k == 0 or k < min_strikes:
             continue
         allowed = max(1, int(outlier_share * k))
         for step in steps:

@@ -175,7 +175,7 @@ def _stage_rates(files: list[Path]) -> dict[str, int]:
         t1 = time.process_time()
         days = [add_greeks(t, rates) for t in days]
         t2 = time.process_time()
-        good = [validate_rows(t, source=f.name).good for t in days]
+        good = [validate_rows(t, source=f.name, store_order=True).good for t in days]
         t3 = time.process_time()
         pq.write_table(sort_chains(pa.concat_tables(good)), sink.name, **PARQUET_OPTIONS)
         t4 = time.process_time()

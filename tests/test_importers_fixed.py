@@ -1,6 +1,8 @@
 """The numba reader of fixed layouts (backtest.importers.fixed) gives exactly the Arrow reader's rows."""
 import gzip
 
+import numpy as np
+import pyarrow as pa
 import pytest
 
 from backtest.importers import common
@@ -121,3 +123,18 @@ def test_many_deferred_values_read_the_same(tmp_path):
     _assert_same(fast, arrow)
     iv = fast[0].chain.column("iv").to_pylist()
     assert iv[:3] == [0.14000000000000001, 0.141, None]
+
+
+@pytest.mark.parametrize("values", [[1.0, np.nan, 3.0], [np.nan] * 3, [1.0, -0.0, np.inf], [], [2.0, np.nan, 1.5],
+                                    [2.0**70, 1.0]])
+def test_nan_to_null_equals_arrow_from_pandas_and_its_int64_cast(values):
+    values = np.array(values, np.float64)
+    expected = pa.array(values, pa.float64(), from_pandas=True)
+    assert common.nan_to_null(values).equals(expected)
+    try:
+        whole = expected.cast(pa.int64())
+    except pa.ArrowInvalid as exc:
+        with pytest.raises(pa.ArrowInvalid, match=str(exc).split(" was ")[0][:20]):
+            common.nan_to_null(values, whole=True)
+    else:
+        assert common.nan_to_null(values, whole=True).equals(whole)

@@ -13,7 +13,8 @@ from backtest.importers import FormatSpec
 from backtest.importers.generic import Mapping
 from backtest.importers.pipeline import import_files
 from backtest.importers.rates import RateSchedule
-from backtest.store import Dataset
+from backtest.schema import CHAIN_SCHEMA
+from backtest.store import Dataset, sort_chains
 
 RATES = RateSchedule.constant(0.02, 0.01)
 
@@ -216,3 +217,44 @@ def test_roots_from_osi_symbols_are_found_in_the_string_buffers():
     assert roots.to_pylist() == ["SPXW", "SPY", "SPX", "SPXW", "VIX", "SPX", "SPX", "SPXW"]
     clean = root_from_osi(pa.array(["SPXW190426C00800000", "SPX190426C00800000", "SPXW190426P00800000"]), underlying)
     assert pa.types.is_dictionary(clean.type) and clean.dictionary.to_pylist() == ["SPX", "SPXW"]
+
+
+def _long_days(*days):
+    header, *rows = LONG.splitlines()
+    return "\n".join([header] + [r.replace("04/25/2019", d).replace("05/17/2019", "01/15/2021")
+                                 .replace("190517", "210115") for d in days for r in rows]) + "\n"
+
+
+def test_a_file_across_years_is_stored_per_year_in_store_order(tmp_path):
+    # days out of order, and the first block (all but the last day) holds days of two years
+    path = _write(tmp_path / "spx.csv", _long_days("12/31/2020", "12/30/2020", "01/04/2021", "01/05/2021"))
+    summary = _import([path], tmp_path / "ds", FormatSpec("long"))
+    assert summary.imported == 12
+    parts = sorted((tmp_path / "ds" / "chains" / "underlying=SPX").glob("year=*/spx.parquet"))
+    assert [p.parent.name for p in parts] == ["year=2020", "year=2021"]
+    for part, days in zip(parts, (["2020-12-30", "2020-12-31"], ["2021-01-04", "2021-01-05"])):
+        table = pq.read_table(part)
+        assert sorted({str(d) for d in table.column("quote_date").to_pylist()}) == days
+        assert table.equals(sort_chains(table))
+    bars = Dataset(tmp_path / "ds").read_underlying("SPX")
+    assert [str(d) for d in bars.column("date").to_pylist()] == ["2020-12-30", "2020-12-31", "2021-01-04",
+                                                                 "2021-01-05"]
+
+
+def test_part_writer_sorts_a_part_whose_blocks_come_out_of_date_order(tmp_path):
+    from backtest.importers.pipeline import _PartWriter
+
+    chains = [pa.Table.from_pylist(_rows_of(tmp_path, day), schema=CHAIN_SCHEMA) for day in ("12/31/2020", "12/30/2020")]
+    writer = _PartWriter(tmp_path / "staging", "p")
+    for chain in chains:
+        writer.write_chain(sort_chains(chain))
+    writer.close()
+    table = pq.read_table(tmp_path / "staging" / "chains" / "underlying=SPX" / "year=2020" / "p.parquet")
+    assert table.num_rows == 6 and table.equals(sort_chains(table))
+    assert not pa.concat_tables([sort_chains(c) for c in chains]).equals(sort_chains(table))
+
+
+def _rows_of(tmp_path, day):
+    out = tmp_path / f"one-{day.replace('/', '')}"
+    _import([_write(tmp_path / f"{out.name}.csv", _long_days(day))], out, FormatSpec("long"))
+    return _rows(out)

@@ -150,3 +150,27 @@ def test_table_guess_solver_agrees_with_the_2006_solver_inside_and_outside_its_t
     repriced = pricing.black76_price(is_call, forward, strike, t, 0.97, fast)
     ok = ~np.isnan(fast)
     assert np.all(np.abs(repriced[ok] - price[ok]) <= 1e-10 * np.maximum(1.0, price[ok]))
+
+
+def test_fill_greeks_fills_only_missing_values_with_bs_greeks_values():
+    rng = np.random.default_rng(7)
+    n = 500
+    is_call = rng.random(n) < 0.5
+    spot, strike = rng.uniform(50, 150, n), rng.uniform(50, 150, n)
+    t, sigma = rng.uniform(0.0, 2.0, n), rng.uniform(0.05, 1.0, n)
+    t[:10] = 0.0  # expiration day: no greeks
+    full = pricing.bs_greeks(is_call, spot, strike, t, 0.03, 0.01, sigma)
+    vendor = {name: rng.uniform(-1, 1, n) for name in ("delta", "gamma", "theta", "vega")}
+    for values in vendor.values():
+        values[rng.random(n) < 0.3] = np.nan
+    missing = {name: np.isnan(v) for name, v in vendor.items()}
+    filled = {name: v.copy() for name, v in vendor.items()}
+    pricing.fill_greeks(is_call, spot, strike, t, 0.03, 0.01, sigma, filled)
+    for name, values in filled.items():
+        expected = np.where(missing[name], getattr(full, name), vendor[name])
+        np.testing.assert_array_equal(values, expected)  # bit for bit
+    pricing.fill_greeks(is_call, spot, strike, t, 0.03, 0.01, sigma, filled, fill_all=True)
+    for name, values in filled.items():
+        np.testing.assert_array_equal(values, getattr(full, name))
+    with pytest.raises(ValueError, match="writable float64"):
+        pricing.fill_greeks(is_call, spot, strike, t, 0.03, 0.01, sigma, {**filled, "vega": np.zeros(3)})

@@ -78,3 +78,15 @@ def test_unknown_underlying_and_not_a_dataset(tmp_path):
         w.write_chains("SPY", _chain(dt.date(2021, 1, 4)), part="a")
     with pytest.raises(StoreError, match="'QQQ'.*available: SPY"):
         Dataset(tmp_path / "ds").read_chains("QQQ")
+
+
+def test_letter_codes_read_one_byte_strings_and_fall_back_for_others():
+    from backtest.store import letter_codes
+
+    one_byte = pa.chunked_array([pa.array(["C", "P", "X", "C"]), pa.array(["P"])])
+    assert letter_codes(one_byte, "PC").tolist() == [1, 0, -1, 1, 0]
+    assert letter_codes(one_byte.combine_chunks().slice(1, 3), "PC").tolist() == [0, -1, 1]
+    others = pa.array(["C", "call", None, "", "P"])  # longer, null and empty values: Arrow's path
+    assert letter_codes(others, "PC").tolist() == [1, -1, -1, -1, 0]
+    assert letter_codes(pa.array(["A", "E"]).dictionary_encode(), "AE").tolist() == [0, 1]
+    assert letter_codes(pa.array([], pa.string()), "AE").tolist() == []

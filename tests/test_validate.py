@@ -14,7 +14,7 @@ from click.testing import CliRunner
 import backtest.validate as validate_module
 from backtest.pricing import bs_greeks
 from backtest.schema import CHAIN_SCHEMA, QUARANTINE_SCHEMA
-from backtest.store import Dataset, DatasetWriter
+from backtest.store import Dataset, DatasetWriter, sort_chains
 from backtest.validate import (
     REASONS,
     static_arbitrage_violations,
@@ -596,3 +596,34 @@ def test_dataset_bars_and_several_underlyings(tmp_path):
     assert r.by_underlying["SPY"] == {"rows": n, "good_rows": 0, "underlying_mismatch": n}
     assert r.by_underlying["QQQ"] == {"rows": n, "good_rows": n}
     assert r.usable and r.messages == (f"SPY: all {n:,} chain rows fail validation",)
+
+
+def test_store_order_gives_the_good_rows_as_sort_chains_orders_them():
+    spx = chain(root="SPX", underlying="SPX", spot=2900.0, strikes=tuple(np.arange(2500.0, 3300.0, 25.0)))
+    spxw = chain(root="SPXW", underlying="SPX", spot=2900.0, strikes=tuple(np.arange(2500.0, 3300.0, 25.0)),
+                 half_spread=0.1)
+    mixed = pa.concat_tables([spxw, spx]).take(np.random.default_rng(3).permutation(spx.num_rows * 2))
+    mixed = set_values(mixed, [0, 5], bid=-1.0)  # two quarantined rows
+    plain = validate_rows(mixed, source="x")
+    ordered = validate_rows(mixed, source="x", store_order=True)
+    assert ordered.quarantined.equals(plain.quarantined) and ordered.counts == plain.counts
+    assert not ordered.good.equals(plain.good)  # input order is not store order here
+    assert ordered.good.equals(sort_chains(plain.good))  # ties (SPX and SPXW) in input order
+    assert np.array_equal(ordered.good_mask, plain.good_mask)
+    assert np.flatnonzero(~plain.good_mask).tolist() == [0, 5]
+    for rows in (mixed.slice(0, 0), mixed.slice(3, 1)):
+        assert validate_rows(rows, source="x", store_order=True).good.equals(validate_rows(rows, source="x").good)
+
+
+@pytest.mark.parametrize("runs", [1, 7, 300])  # 300 ascending runs: past the merge, a sort
+def test_distinct_strikes_of_a_block_from_its_ascending_runs(runs):
+    from backtest.validate_nb import _distinct
+
+    rng = np.random.default_rng(runs)
+    milli = np.concatenate([np.sort(rng.choice(np.arange(1, 400) * 500, rng.integers(1, 60), replace=False))
+                            for _ in range(runs)]).astype(np.int64)
+    ok = rng.random(len(milli)) < 0.9
+    lo, hi = 3, len(milli) - 2
+    scratch = [np.empty(len(milli), np.int64) for _ in range(2)]
+    expected = np.unique(milli[lo:hi][ok[lo:hi]])
+    assert np.array_equal(_distinct(milli, ok, lo, hi, *scratch), expected)

@@ -28,6 +28,7 @@ from backtest.importers.source import (
 )
 from backtest.importers.symbols_nb import osi_roots
 from backtest.schema import CHAIN_SCHEMA
+from backtest.store import one_letter_strings
 
 # Cash-settled index option classes with European exercise; everything else is taken as American
 # (US equity and ETF options). A generic mapping can set the style explicitly.
@@ -124,10 +125,10 @@ def root_dictionary(data: np.ndarray, codes: np.ndarray, starts: np.ndarray, len
     distinct = sorted(set(names))
     remap = np.array([distinct.index(name) for name in names], np.int32)
     missing = codes < 0
+    if not missing.any():
+        return pa.DictionaryArray.from_arrays(pa.array(remap[codes]), pa.array(distinct, pa.string()))
     indices = pa.array(np.where(missing, 0, remap[np.maximum(codes, 0)]), pa.int32(), mask=missing)
     roots = pa.DictionaryArray.from_arrays(indices, pa.array(distinct, pa.string()))
-    if not missing.any():
-        return roots
     if isinstance(fallback, str):
         fallback = pa.array([fallback] * len(codes), pa.string())
     fallback = fallback.combine_chunks() if isinstance(fallback, pa.ChunkedArray) else fallback
@@ -135,6 +136,10 @@ def root_dictionary(data: np.ndarray, codes: np.ndarray, starts: np.ndarray, len
 
 
 def styles(roots: pa.Array) -> pa.Array:
+    """'E' for the European trading classes (EUROPEAN_ROOTS), else 'A'."""
+    if isinstance(roots, pa.DictionaryArray) and roots.null_count == 0:  # a few labels: per label, then per row
+        european = np.array([r in EUROPEAN_ROOTS for r in roots.dictionary.to_pylist()], bool)
+        return one_letter_strings(european[roots.indices.to_numpy()].view(np.int8), "AE")
     return per_label(roots, lambda r: pc.if_else(pc.is_in(r, value_set=pa.array(sorted(EUROPEAN_ROOTS))), "E", "A"))
 
 
@@ -151,6 +156,25 @@ def check_single_underlying(state: FileState, underlying: pa.Array, first_line: 
     return expected
 
 
+def nan_to_null(values: np.ndarray, whole: bool = False) -> pa.Array:
+    """A float64 array (int64 with ``whole``) with NaN as null: what pa.array(values,
+    from_pandas=True) (then a safe cast to int64) gives, ~5x faster (the validity bitmap from
+    numpy, the values not copied). Values that are not whole numbers go through Arrow's cast,
+    which raises on them as before."""
+    values = np.ascontiguousarray(values, dtype=np.float64)
+    valid = ~np.isnan(values)
+    nulls = len(values) - int(np.count_nonzero(valid))
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
+    if whole:
+        with np.errstate(invalid="ignore"):
+            exact = bool(np.all(np.where(valid, (np.trunc(values) == values) & (np.abs(values) < 2.0**63), True)))
+        if not exact:
+            return nan_to_null(values).cast(pa.int64())
+        values = np.where(valid, values, 0.0).astype(np.int64)
+    return pa.Array.from_buffers(pa.int64() if whole else pa.float64(), len(values),
+                                 [bitmap, pa.py_buffer(values)], null_count=nulls)
+
+
 def chain_table(n: int, columns: dict[str, pa.Array | pa.ChunkedArray | np.ndarray | None]) -> pa.Table:
     """Assemble CHAIN_SCHEMA rows; missing optional columns are null, empty required prices NaN.
     Numpy columns are numbers with NaN where empty, or dates as int32 days since the epoch."""
@@ -165,7 +189,7 @@ def chain_table(n: int, columns: dict[str, pa.Array | pa.ChunkedArray | np.ndarr
             elif f.name in REQUIRED_FLOATS:
                 col = pa.array(col)  # zero copy: NaN stays NaN
             else:
-                col = pa.array(col, pa.float64(), from_pandas=True)  # NaN -> null
+                col = nan_to_null(col, whole=pa.types.is_integer(f.type))
             arrays.append(col if f.type == col.type else col.cast(f.type))
             continue
         if isinstance(col, pa.ChunkedArray):

@@ -6,8 +6,8 @@ an option right) and a slot in that kind's output. Numbers of up to 15 significa
 with an optional sign and decimal point are converted here, exactly (an integer below 2**53
 divided by a power of ten of at most 1e15 is the correctly rounded value, Clinger's fast
 path); anything else is returned as a *deferred* token for the caller: plain decimals with
-more digits marked LONG_DECIMAL (numpy converts them in one call), the rest (empty, NaN,
-exponents, bad text) for Arrow's parser or an error naming its line. Dates in the file's
+more digits marked LONG_DECIMAL (converted in one call, straight from the block), the rest
+(empty, NaN, exponents, bad text) for Arrow's parser or an error naming its line. Dates in the file's
 detected format with two-digit month and day are converted here; other date texts are deferred
 too. Errors come back as a code with the line (counted from the block's start) and the column;
 the kernel also stops with DEFERRED_FULL when the caller's buffer of deferred tokens is full

@@ -49,6 +49,7 @@ from backtest.importers.source import (
     read_csv_batches,
     underlying_changes_error,
 )
+from backtest.store import one_letter_strings
 
 try:  # ISA-L decompresses ~2.5x faster than zlib; the standard library's gzip reads the same files
     from isal import igzip as gzip_module
@@ -58,7 +59,6 @@ except ImportError:  # pragma: no cover - isal is a declared dependency
 
 _DECOMPRESSION_ERRORS = (EOFError, zlib.error, _isal_error, gzip.BadGzipFile)
 _DATE_CODES = {"%m/%d/%Y": csv_nb.MDY, "%Y-%m-%d": csv_nb.YMD_DASH, "%Y%m%d": csv_nb.YMD}
-_RIGHT_LETTERS = pa.array(["C", "P"])
 
 
 @dataclass(frozen=True)
@@ -151,12 +151,15 @@ def fixed_blocks(path: str | Path, member: str | None, layout: CsvLayout, column
 
 
 def _long_decimals(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """float64 values of the plain decimal texts data[starts[i]:ends[i]] (each at most
-    LONG_DECIMAL_WIDTH bytes), gathered into fixed-width byte strings without a Python loop."""
-    offsets = np.arange(csv_nb.LONG_DECIMAL_WIDTH)
-    index = starts[:, None] + offsets
-    chars = np.where(index < ends[:, None], data[np.minimum(index, len(data) - 1)], 0).astype(np.uint8)
-    return chars.view(f"S{csv_nb.LONG_DECIMAL_WIDTH}").ravel().astype(np.float64)
+    """float64 values of the plain decimal texts data[starts[i]:ends[i]] (in data order), by
+    Arrow's own parser (correctly rounded) straight from the block: a string array whose values
+    are the texts and, as nulls that are not parsed, the bytes between them."""
+    n = len(starts)
+    offsets = np.empty(2 * n + 1, np.int32)
+    offsets[0:-1:2], offsets[1::2], offsets[-1] = starts, ends, ends[-1]
+    valid = pa.py_buffer(np.full((2 * n + 7) // 8, 0b01010101, np.uint8))  # the even values
+    texts = pa.StringArray.from_buffers(2 * n, pa.py_buffer(offsets), pa.py_buffer(data), valid, null_count=n)
+    return pc.cast(texts, pa.float64()).to_numpy(zero_copy_only=False)[::2]
 
 
 def _nulls(texts: pa.Array) -> pa.Array:
@@ -212,7 +215,7 @@ class _BlockReader:
         return FixedBlock(
             rows, dict(zip(self.numbers, numbers)), dict(zip(self.dates, dates)), underlying,
             root_dictionary(data, root_codes, root_starts, root_lengths, underlying),
-            _RIGHT_LETTERS.take(pa.array(rights))), lines
+            one_letter_strings(rights, "CP")), lines
 
     def _check_underlying(self, symbol: str, line: int) -> None:
         if self.state.underlying is None:
@@ -236,8 +239,8 @@ class _BlockReader:
 
     def _convert_deferred(self, block: bytes, data: np.ndarray, deferred, numbers, dates, line, stop_line) -> None:
         """Convert the tokens the kernel left (rows of row, line, column, start, end, status) in
-        place: plain decimals with too many digits for the kernel's exact path by numpy (correctly
-        rounded, as Arrow's parser is), others with Arrow's parsers; a bad one raises naming its
+        place: plain decimals with too many digits for the kernel's exact path in one call, others
+        with Arrow's parsers column by column; a bad one raises naming its
         line (unless a kernel error on `stop_line` comes first)."""
         if stop_line is not None:
             deferred = deferred[deferred[:, 1] < stop_line]

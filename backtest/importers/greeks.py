@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from backtest import pricing
+from backtest.importers.common import nan_to_null
 from backtest.importers.rates import RateSchedule
+from backtest.store import letter_codes
 
 GREEKS = ("delta", "gamma", "theta", "vega")
 
@@ -24,6 +25,10 @@ def _floats(table: pa.Table, name: str) -> np.ndarray:
     return table.column(name).to_numpy()
 
 
+def _writable(values: np.ndarray) -> np.ndarray:
+    return values if values.flags.writeable else values.copy()
+
+
 def _days(table: pa.Table, name: str) -> np.ndarray:
     return table.column(name).cast(pa.int32()).to_numpy()
 
@@ -31,37 +36,32 @@ def _days(table: pa.Table, name: str) -> np.ndarray:
 def add_greeks(chain: pa.Table, rates: RateSchedule, recompute: bool = False) -> pa.Table:
     if chain.num_rows == 0:
         return chain
-    vendor = {name: _floats(chain, name) for name in ("iv", *GREEKS)}
+    vendor_iv = _floats(chain, "iv")
     with np.errstate(invalid="ignore"):
-        no_iv = ~(vendor["iv"] > 0.0)  # a vendor IV of 0 (or -1...) is no IV
-    if no_iv.any():
-        vendor["iv"] = np.where(no_iv, np.nan, vendor["iv"])
-    missing = {name: no_iv if name == "iv" else np.isnan(v) for name, v in vendor.items()}
-    if recompute:
-        todo = slice(None)
-    else:
-        rows = np.flatnonzero(np.logical_or.reduce(list(missing.values())))
-        if not len(rows):
-            return chain
-        # all rows (e.g. a vendor without theta and vega): slices instead of gathers
-        todo = slice(None) if len(rows) == chain.num_rows else rows
-    quote = _days(chain, "quote_date")[todo]
-    t = (_days(chain, "expiration")[todo] - quote) / pricing.YEAR_DAYS
-    spot, strike = _floats(chain, "underlying_price")[todo], _floats(chain, "strike")[todo]
-    is_call = pc.equal(chain.column("right"), "C").to_numpy()[todo]
+        no_iv = ~(vendor_iv > 0.0)  # a vendor IV of 0 (or -1...) is no IV
+    greeks = {name: _floats(chain, name) for name in GREEKS}
+    # the columns that change: a vendor column is kept as it is where it has every value
+    changed = [name for name, values in greeks.items() if recompute or np.isnan(values).any()]
+    if recompute or no_iv.any():
+        changed.insert(0, "iv")
+    if not changed:
+        return chain
+    quote = _days(chain, "quote_date")
+    t = (_days(chain, "expiration") - quote) / pricing.YEAR_DAYS
+    spot, strike = _floats(chain, "underlying_price"), _floats(chain, "strike")
+    is_call = letter_codes(chain.column("right"), "C") == 0
     rate, div = rates.lookup(quote)
-    iv = np.array(vendor["iv"][todo])
-    engine = np.ones(len(iv), dtype=bool) if recompute else np.isnan(iv)
+    engine = np.ones(len(quote), dtype=bool) if recompute else no_iv
+    iv = vendor_iv
     if engine.any():
-        mid = 0.5 * (_floats(chain, "bid")[todo] + _floats(chain, "ask")[todo])
-        iv[engine] = pricing.bs_implied_vol(is_call[engine], mid[engine], spot[engine], strike[engine],
-                                            t[engine], rate[engine], div[engine])
-    g = pricing.bs_greeks(is_call, spot, strike, t, rate, div, iv)
-    for name, values in {"iv": iv, "delta": g.delta, "gamma": g.gamma, "theta": g.theta, "vega": g.vega}.items():
-        if not recompute and not missing[name].any():
-            continue  # the vendor's column as it is
-        column = np.array(vendor[name])
-        column[todo] = values if recompute else np.where(missing[name][todo], values, column[todo])
+        iv = np.array(vendor_iv)
+        mid = 0.5 * (_floats(chain, "bid")[engine] + _floats(chain, "ask")[engine])
+        iv[engine] = pricing.bs_implied_vol(is_call[engine], mid, spot[engine], strike[engine], t[engine],
+                                            rate[engine], div[engine])
+    greeks = {name: _writable(values) for name, values in greeks.items()}
+    pricing.fill_greeks(is_call, spot, strike, t, rate, div, iv, greeks, fill_all=recompute)
+    for name in changed:
         # NaN -> null: where there is no number to give (e.g. expiration day, price out of bounds)
-        chain = chain.set_column(chain.schema.get_field_index(name), name, pa.array(column, pa.float64(), from_pandas=True))
+        values = iv if name == "iv" else greeks[name]
+        chain = chain.set_column(chain.schema.get_field_index(name), name, nan_to_null(values))
     return chain

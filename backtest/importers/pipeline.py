@@ -19,7 +19,9 @@ rewriting dataset.json atomically); a failure removes the staging directory and 
 store as it was. Row accounting is checked per file: imported + quarantined == rows read.
 
 Memory per worker is bounded by one parse block, one quote day held back between blocks, and
-the largest (file, year) part, which is sorted in memory before it is written.
+the largest (file, year) part, which is held in memory until it is written. Validation hands
+over each block's good rows in store order, so a part is written as collected; only a part whose
+blocks came out of date order is sorted first.
 """
 from __future__ import annotations
 
@@ -157,29 +159,57 @@ def whole_days(chunks: Iterable[Chunk], label: str) -> Iterator[tuple[pa.Table, 
         yield pending, records
 
 
+def _run_starts(values: np.ndarray) -> np.ndarray:
+    """Where each run of equal values starts."""
+    change = np.empty(len(values), bool)
+    change[:1] = True
+    np.not_equal(values[1:], values[:-1], out=change[1:])
+    return np.flatnonzero(change)
+
+
 class _PartWriter:
     """Collects one file's validated rows per (underlying, year) and writes the parts."""
 
     def __init__(self, staging: Path, part: str):
         self.staging, self.part = staging, part
         self.chains: dict[tuple[str, int], list[pa.Table]] = {}
+        self.last_day: dict[tuple[str, int], int] = {}  # the latest quote date collected
+        self.unsorted: set[tuple[str, int]] = set()  # parts whose blocks came out of date order
         self.quarantine_writer: pq.ParquetWriter | None = None
         self.closes: dict[tuple[str, int], float] = {}  # (underlying, date days) -> first close
         self.files: list[Path] = []
 
     def write_chain(self, good: pa.Table) -> None:
+        """Collect validated rows, in store order (``validate_rows(store_order=True)``)."""
         if not good.num_rows:
             return
         underlying = good.column("underlying")[0].as_py()  # a block holds one underlying (one per file)
         days = good.column("quote_date").cast(pa.int32()).to_numpy(zero_copy_only=False)
-        years = days.astype("datetime64[D]").astype("datetime64[Y]").astype(np.int64) + 1970
-        distinct = np.unique(years)
+        starts = _run_starts(days)  # a day's rows are one run (store order): years of the runs only
+        run_years = days[starts].astype("datetime64[D]").astype("datetime64[Y]").astype(np.int64) + 1970
+        distinct = np.unique(run_years)
+        years = run_years if len(distinct) == 1 else np.repeat(run_years, np.diff(np.append(starts, len(days))))
         for year in distinct:
-            part = good if len(distinct) == 1 else good.filter(pa.array(years == year))
-            self.chains.setdefault((underlying, int(year)), []).append(part)
-        spot = good.column("underlying_price").to_numpy(zero_copy_only=False)
-        _, first = np.unique(days, return_index=True)
-        for i in first:
+            part, in_year = (good, days) if len(distinct) == 1 else (
+                good.filter(pa.array(years == year)), days[years == year])
+            key = (underlying, int(year))
+            self.chains.setdefault(key, []).append(part)
+            # a block of later days extends the store order; one of earlier days needs a sort at close
+            first, last = int(in_year[0]), int(in_year[-1])
+            if key in self.last_day and first <= self.last_day[key]:
+                self.unsorted.add(key)
+            self.last_day[key] = max(last, self.last_day.get(key, last))
+
+    def write_closes(self, chain: pa.Table, good: np.ndarray) -> None:
+        """Note each quote date's close: the underlying price of its first good row (input order)."""
+        if not good.any():
+            return
+        underlying = chain.column("underlying")[0].as_py()
+        days = chain.column("quote_date").cast(pa.int32()).to_numpy(zero_copy_only=False)[good]
+        spot = chain.column("underlying_price").to_numpy(zero_copy_only=False)[good]
+        starts = _run_starts(days)  # a day's first row starts a run: only those are compared
+        _, first = np.unique(days[starts], return_index=True)
+        for i in starts[first]:
             self.closes.setdefault((underlying, int(days[i])), float(spot[i]))
 
     def write_quarantine(self, rows: pa.Table) -> None:
@@ -198,7 +228,8 @@ class _PartWriter:
         for (u, year), tables in self.chains.items():
             path = self.staging / "chains" / f"underlying={u}" / f"year={year}" / f"{self.part}.parquet"
             path.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(sort_chains(pa.concat_tables(tables)), path, **PARQUET_OPTIONS)
+            rows = pa.concat_tables(tables)
+            pq.write_table(sort_chains(rows) if (u, year) in self.unsorted else rows, path, **PARQUET_OPTIONS)
             self.files.append(path)
         by_part: dict[tuple[str, int], list[tuple[int, float]]] = {}
         for (u, days), close in self.closes.items():
@@ -230,9 +261,10 @@ def import_file(task: FileTask) -> FileReport:
             previous_days = None  # lets the stale-underlying check look across days of the file
             for chain, n_records in whole_days(fmt.chunks(path, member), input_label(path, member)):
                 chain = add_greeks(chain, task.rates, task.recompute_greeks)
-                result = validate_rows(chain, source=label, previous_days=previous_days)
+                result = validate_rows(chain, source=label, previous_days=previous_days, store_order=True)
                 previous_days = result.last_days
                 writer.write_chain(result.good)
+                writer.write_closes(chain, result.good_mask)
                 writer.write_quarantine(result.quarantined)
                 records += n_records
                 rows += chain.num_rows
