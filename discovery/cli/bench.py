@@ -2,7 +2,8 @@
 
 A suite is a module ``benchmarks/<name>.py`` with ``run(quick: bool) -> dict``. Figures are
 ratios against a baseline measured in the same run wherever one exists, because the machines
-are shared and noisy; the absolute numbers are printed too.
+are shared and noisy; the absolute numbers are printed too, with the machine's state after each
+suite (``benchmarks._machine``: the core's speed and the memory latency) to compare runs by.
 """
 from __future__ import annotations
 
@@ -27,16 +28,20 @@ def available_suites() -> list[str]:
     return sorted(p.stem for p in BENCH_DIR.glob("*.py") if not p.stem.startswith("_"))
 
 
-def load_suite(name: str):
-    path = BENCH_DIR / f"{name}.py"
-    if not path.exists():
-        raise UserError(f"unknown benchmark suite {name!r} (available: {', '.join(available_suites())})")
+def _import_benchmark(name: str):
     # suites share helpers (benchmarks._long_sample): the checkout's root must be importable,
     # which the `osd` console script, unlike `python -m discovery`, does not make it
     root = str(BENCH_DIR.parent)
     if root not in sys.path:
         sys.path.insert(0, root)
     return importlib.import_module(f"benchmarks.{name}")
+
+
+def load_suite(name: str):
+    path = BENCH_DIR / f"{name}.py"
+    if not path.exists():
+        raise UserError(f"unknown benchmark suite {name!r} (available: {', '.join(available_suites())})")
+    return _import_benchmark(name)
 
 
 @click.command()
@@ -61,6 +66,7 @@ def bench(suites: tuple[str, ...], quick: bool, as_json: bool, out: str | None, 
             click.echo(f"[{name}] skipped: {exc}", err=True)
             continue
         figures["suite_wall_s"] = round(time.perf_counter() - t0, 2)
+        figures["machine_after"] = _import_benchmark("_machine").machine_state()
         results[name] = figures
         if not as_json:
             click.echo(f"[{name}]")
