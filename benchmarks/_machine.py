@@ -1,7 +1,7 @@
 """The state of the (shared, virtual) machine while a suite ran, so figures from different
 runs can be compared: on the 2-vCPU development VM the same code ran up to 1.6x slower from one
-hour to the next at the same load average, and the probes showed the memory latency, not the
-clock, moving (a dependent multiply-add steady at ~1.9 ns, a cache-missing load 102-141 ns).
+hour to the next at the same load average, while these probes showed the clock steady (a
+dependent multiply-add at ~1.9 ns) and the memory latency moving (a cache-missing load 102-141 ns).
 
 Two numba probes: a chain of dependent multiply-adds (the core's clock) and a chain of
 dependent loads through a scattered cycle over 64 MB, larger than the last-level cache (memory
