@@ -175,6 +175,24 @@ def _date(data, a, b, e, fmt, month_days):
 
 
 @njit(inline="always")
+def _run_date(data, a, b, e, fmt, month_days, last_text, last_day):
+    """_date, reusing the day of the column's previous date when the text is the same (a file's
+    dates come in long runs): `last_text` holds that text's first 8 bytes and the rest (zeros:
+    none yet), `last_day` its day; both are updated."""
+    width = 8 if fmt == YMD else 10
+    if e - a != width or a + 16 > len(data):
+        return _date(data, a, b, e, fmt, month_days)
+    head = _load_u64(data, a)
+    tail = _load_u64(data, a + 8) & np.uint64(0xFFFF) if width == 10 else np.uint64(0)
+    if head == last_text[0] and tail == last_text[1]:
+        return last_day[0], True
+    day, ok = _date(data, a, b, e, fmt, month_days)
+    if ok:
+        last_text[0], last_text[1], last_day[0] = head, tail, day
+    return day, ok
+
+
+@njit(inline="always")
 def days_from_civil(y, m, d):
     """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm)."""
     y -= m <= 2
@@ -238,6 +256,7 @@ def parse_block(data, kinds, slots, n_numbers, n_dates, date_formats, osi_suffix
         capacity += data[i] == _NEWLINE
     numbers = np.empty((n_numbers, capacity), np.float64)
     dates = np.empty((n_dates, capacity), np.int32)
+    last_texts, last_days = np.zeros((n_dates, 2), np.uint64), np.zeros(n_dates, np.int64)  # see _run_date
     rights = np.empty(capacity, np.int8)
     root_codes = np.full(capacity, -1, np.int32)
     root_starts = np.empty(capacity, np.int64)
@@ -268,7 +287,7 @@ def parse_block(data, kinds, slots, n_numbers, n_dates, date_formats, osi_suffix
                 value, status = _number(data, a, e, _POW10)
                 numbers[slot, row] = value
             elif kind == DATE:
-                day, ok = _date(data, a, b, e, date_formats[slot], _MONTH_DAYS)
+                day, ok = _run_date(data, a, b, e, date_formats[slot], _MONTH_DAYS, last_texts[slot], last_days[slot:slot + 1])
                 dates[slot, row] = day
                 status = EXACT if ok else OTHER
             if status != EXACT:
