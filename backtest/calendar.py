@@ -16,6 +16,7 @@ def _calendar(name: str = CALENDAR):
     return xcals.get_calendar(name, start="1990-01-01", end="2040-12-31")
 
 
+@lru_cache(maxsize=1)
 def session_bounds() -> tuple[dt.date, dt.date]:
     """The first and last session the calendar covers."""
     calendar = _calendar()

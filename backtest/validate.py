@@ -317,9 +317,12 @@ def _assign(reasons: np.ndarray, condition: np.ndarray, name: str) -> None:
 
 
 @lru_cache(maxsize=256)
-def _session_days(first: int, last: int) -> np.ndarray:
-    """XNYS sessions from day number `first` to `last` as day numbers."""
-    return np.array([date_to_days(d) for d in trading_days(days_to_date(first), days_to_date(last))], np.int64)
+def _sessions(first: int, last: int) -> np.ndarray:
+    """Whether each day from day number `first` to `last` is an XNYS session."""
+    days = [date_to_days(d) for d in trading_days(days_to_date(first), days_to_date(last))]
+    is_session = np.zeros(last - first + 1, bool)
+    is_session[np.array(days, np.int64) - first] = True
+    return is_session
 
 
 def _non_trading_days(quote_date: np.ndarray) -> np.ndarray:
@@ -329,7 +332,8 @@ def _non_trading_days(quote_date: np.ndarray) -> np.ndarray:
     known_first, known_last = session_bounds()
     if known_first <= first and last <= known_last:  # whole years: one calendar query a year, not ~0.5 ms a file
         first, last = max(dt.date(first.year, 1, 1), known_first), min(dt.date(last.year, 12, 31), known_last)
-    return ~np.isin(quote_date, _session_days(date_to_days(first), date_to_days(last)), kind="table")
+    first_day = date_to_days(first)
+    return ~_sessions(first_day, date_to_days(last))[quote_date - first_day]
 
 
 def _duplicates(rows: _Rows, ok: np.ndarray) -> np.ndarray:
