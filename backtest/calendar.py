@@ -16,6 +16,13 @@ def _calendar(name: str = CALENDAR):
     return xcals.get_calendar(name, start="1990-01-01", end="2040-12-31")
 
 
+@lru_cache(maxsize=1)
+def session_bounds() -> tuple[dt.date, dt.date]:
+    """The first and last session the calendar covers."""
+    calendar = _calendar()
+    return calendar.first_session.date(), calendar.last_session.date()
+
+
 def trading_days(start: dt.date, end: dt.date) -> list[dt.date]:
     """NYSE sessions from start to end inclusive (holidays and weekends excluded)."""
     sessions = _calendar().sessions_in_range(pd.Timestamp(start), pd.Timestamp(end))

@@ -138,3 +138,36 @@ def test_nan_to_null_equals_arrow_from_pandas_and_its_int64_cast(values):
             common.nan_to_null(values, whole=True)
     else:
         assert common.nan_to_null(values, whole=True).equals(whole)
+
+
+def _random_number(rng):
+    """A decimal text of 1 to 12 characters: digits, an optional dot and sign, leading zeros."""
+    digits = "".join(rng.choice(list("0123456789"), rng.integers(1, 10)))
+    if rng.random() < 0.7:
+        cut = rng.integers(0, len(digits) + 1)
+        digits = digits[:cut] + "." + digits[cut:]
+    return ("-" if rng.random() < 0.2 else "") + digits
+
+
+def test_random_short_numbers_read_the_same(tmp_path):
+    # the kernel converts fields of up to 8 bytes after the sign 8 digits at a time, longer ones digit by digit
+    rng = np.random.default_rng(7)
+    rows = []
+    for row in _many_rows(400):
+        fields = row.split(",")
+        for column in (1, 8, 10, 11, 14, 15, 16):  # underlying_last, last, bid, ask, impliedvol, delta, gamma
+            fields[column] = _random_number(rng)
+        rows.append(",".join(fields))
+    path = tmp_path / "numbers.csv"
+    path.write_text("\n".join([HEADER, *rows]) + "\n")
+    fast, arrow = _both(path)
+    _assert_same(fast, arrow)
+
+
+def test_short_date_before_an_empty_field_names_the_date(tmp_path):
+    # a 9-character date is not read together with the separator and the empty field after it
+    path = tmp_path / "shortdate.csv"
+    short = ROWS[1].replace("05/17/2019,04/25/2019", "05/17/201,")
+    path.write_text("\n".join([HEADER, ROWS[0], short, ROWS[2]]) + "\n")
+    with pytest.raises(ImportFileError, match=r"shortdate\.csv line 3: column 'quotedate' is empty, expected a date"):
+        list(LongFormat().chunks(path))
