@@ -1,7 +1,8 @@
 """The state of the (shared, virtual) machine while a suite ran, so figures from different
 runs can be compared: on the 2-vCPU development VM the same code ran up to 1.6x slower from one
 hour to the next at the same load average, while these probes showed the clock steady (a
-dependent multiply-add at ~1.9 ns) and the memory latency moving (a cache-missing load 102-141 ns).
+dependent multiply-add at ~1.9 ns) and the memory latency moving (a cache-missing load 102-142
+ns), though not in step with the suites' swings.
 
 Two numba probes: a chain of dependent multiply-adds (the core's clock) and a chain of
 dependent loads through a scattered cycle over 64 MB, larger than the last-level cache (memory
