@@ -55,14 +55,17 @@ def bs_greeks(is_call, spot, strike, t_years, rate, div_yield, sigma) -> Greeks:
     return Greeks(*(o.reshape(shape) for o in outs))
 
 
+GREEKS = ("delta", "gamma", "theta", "vega")  # the greeks fill_greeks writes, in its kernel's order
+
+
 def fill_greeks(is_call, spot, strike, t_years, rate, div_yield, sigma, greeks: dict[str, np.ndarray],
                 fill_all: bool = False) -> None:
     """Black-Scholes-Merton greeks at ``sigma`` written into ``greeks`` (delta, gamma, theta,
     vega: writable float64 arrays) where they are NaN, or everywhere with ``fill_all``; the
     values equal :func:`bs_greeks`'s, and rows with nothing to fill are not priced."""
     (c, s, k, t, r, q, v), _ = _option_arrays(is_call, spot, strike, t_years, rate, div_yield, sigma)
-    out = [greeks[name] for name in ("delta", "gamma", "theta", "vega")]
-    for name, a in zip(("delta", "gamma", "theta", "vega"), out):
+    out = [greeks[name] for name in GREEKS]
+    for name, a in zip(GREEKS, out):
         if a.dtype != np.float64 or a.shape != s.shape or not a.flags.writeable:
             raise ValueError(f"greeks[{name!r}]: expected a writable float64 array of {len(s)} values")
     pricing_nb.fill_greeks_array(c, s, k, t, r, q, v, *out, fill_all)

@@ -322,6 +322,7 @@ def _sessions(first: int, last: int) -> np.ndarray:
     days = [date_to_days(d) for d in trading_days(days_to_date(first), days_to_date(last))]
     is_session = np.zeros(last - first + 1, bool)
     is_session[np.array(days, np.int64) - first] = True
+    is_session.setflags(write=False)  # cached: shared by every caller
     return is_session
 
 
@@ -575,12 +576,12 @@ def validate_rows(
     """
     table = _conformed(table, source)
     rows, reasons, found, last_days = _classify(table, previous_days or {}, bars or {})
-    if store_order:
-        # the sort keys in input order, rights ranked calls first as sort_chains ranks 'C' < 'P'
-        order = chain_order(*(_to_input_order(rows, key) for key in (
-            rows.quote_date, rows.expiration, 1 - rows.right, rows.strike)))
-        good = _take(table, order[reasons[order] == 0]) if order is not None else (
-            table if not reasons.any() else _filter(table, reasons == 0))
+    # store order from the sort keys in input order, rights ranked calls first as sort_chains
+    # ranks 'C' < 'P'; None where the rows are already in it
+    order = chain_order(*(_to_input_order(rows, key) for key in (
+        rows.quote_date, rows.expiration, 1 - rows.right, rows.strike))) if store_order else None
+    if order is not None:
+        good = _take(table, order[reasons[order] == 0])
     else:
         good = table if not reasons.any() else _filter(table, reasons == 0)
     quarantined = _quarantine_table(table, reasons, source)

@@ -9,6 +9,7 @@ dependent loads through a scattered cycle over 64 MB, larger than the last-level
 latency, which other tenants' traffic moves)."""
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -43,8 +44,6 @@ def _scattered_cycle(n: int) -> np.ndarray:
 def machine_state(multiply_adds: int = 20_000_000, loads: int = 2_000_000) -> dict:
     """CPU nanoseconds per dependent multiply-add and per dependent load from memory, and the
     1-minute load average."""
-    import os
-
     successor = _scattered_cycle(MEMORY_BYTES // 4)
     _multiply_add_chain(10)  # compile, or load from numba's cache
     _load_chain(successor, 10)

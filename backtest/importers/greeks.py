@@ -17,8 +17,6 @@ from backtest.importers.common import nan_to_null
 from backtest.importers.rates import RateSchedule
 from backtest.store import letter_codes
 
-GREEKS = ("delta", "gamma", "theta", "vega")
-
 
 def _floats(table: pa.Table, name: str) -> np.ndarray:
     """A float column as numpy, null -> NaN (read-only where Arrow could lend its buffer)."""
@@ -39,7 +37,7 @@ def add_greeks(chain: pa.Table, rates: RateSchedule, recompute: bool = False) ->
     vendor_iv = _floats(chain, "iv")
     with np.errstate(invalid="ignore"):
         no_iv = ~(vendor_iv > 0.0)  # a vendor IV of 0 (or -1...) is no IV
-    greeks = {name: _floats(chain, name) for name in GREEKS}
+    greeks = {name: _floats(chain, name) for name in pricing.GREEKS}
     # the columns that change: a vendor column is kept as it is where it has every value
     changed = [name for name, values in greeks.items() if recompute or np.isnan(values).any()]
     if recompute or no_iv.any():
