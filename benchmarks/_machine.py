@@ -1,12 +1,13 @@
 """The state of the (shared, virtual) machine while a suite ran, so figures from different
-runs can be compared: on the 2-vCPU development VM the same code ran up to 1.6x slower from one
-hour to the next at the same load average, while these probes showed the clock steady (a
-dependent multiply-add at ~1.9 ns) and the memory latency moving (a cache-missing load 102-142
-ns), though not in step with the suites' swings.
+runs can be compared: on the 2-vCPU development VM the same code ran up to 2.3x slower from one
+minute to the next at the same load average.
 
-Two numba probes: a chain of dependent multiply-adds (the core's clock) and a chain of
-dependent loads through a scattered cycle over 64 MB, larger than the last-level cache (memory
-latency, which other tenants' traffic moves)."""
+Three numba probes: a chain of dependent multiply-adds (the core's clock: steady at ~1.9 ns), a
+chain of dependent loads through a scattered cycle over 256 KB, inside this core's private
+level-2 cache, and the same over 64 MB, larger than the last-level cache (memory latency). The
+cache probe is the one that moves with the suites (5.4-14.6 ns while the backtest kernel moved
+102-240 ns a genome-day, Spearman 0.68; BENCHMARKS.md): a private cache only gets slower when
+another tenant shares the physical core, so the swings are the host's, not the code's."""
 from __future__ import annotations
 
 import os
@@ -15,6 +16,7 @@ import time
 import numpy as np
 from numba import njit
 
+CACHE_BYTES = 256 << 10
 MEMORY_BYTES = 64 << 20
 
 
@@ -41,17 +43,21 @@ def _scattered_cycle(n: int) -> np.ndarray:
     return ((np.arange(n, dtype=np.uint64) * np.uint64(a) + np.uint64(c)) % np.uint64(n)).astype(np.int32)
 
 
+def _ns_per_load(successor: np.ndarray, loads: int) -> float:
+    _load_chain(successor, min(loads, len(successor)))  # compile or load from numba's cache; warm the cycle
+    t = time.process_time()
+    _load_chain(successor, loads)
+    return (time.process_time() - t) / loads * 1e9
+
+
 def machine_state(multiply_adds: int = 20_000_000, loads: int = 2_000_000) -> dict:
-    """CPU nanoseconds per dependent multiply-add and per dependent load from memory, and the
-    1-minute load average."""
-    successor = _scattered_cycle(MEMORY_BYTES // 4)
+    """CPU nanoseconds per dependent multiply-add, per dependent load from the core's level-2
+    cache and per dependent load from memory, and the 1-minute load average."""
     _multiply_add_chain(10)  # compile, or load from numba's cache
-    _load_chain(successor, 10)
     t = time.process_time()
     _multiply_add_chain(multiply_adds)
     compute = (time.process_time() - t) / multiply_adds
-    t = time.process_time()
-    _load_chain(successor, loads)
-    memory = (time.process_time() - t) / loads
-    return {"multiply_add_ns": round(compute * 1e9, 2), "memory_load_ns": round(memory * 1e9, 1),
-            "load_average_1m": round(os.getloadavg()[0], 2)}
+    cache = _ns_per_load(_scattered_cycle(CACHE_BYTES // 4), loads)
+    memory = _ns_per_load(_scattered_cycle(MEMORY_BYTES // 4), loads)
+    return {"multiply_add_ns": round(compute * 1e9, 2), "cache_load_ns": round(cache, 2),
+            "memory_load_ns": round(memory, 1), "load_average_1m": round(os.getloadavg()[0], 2)}
