@@ -8,12 +8,10 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 from backtest.errors import UserError
-from discovery.spool import PARENT_RUN_TAG, is_unreachable
+from discovery.spool import PARENT_RUN_TAG, is_unreachable, local_store_path
 from discovery.tracking import (
     DNA_TAG,
     EVALUATION_TAG,
@@ -102,14 +100,8 @@ def _parent_run(client, experiment_id: str, experiment: str, parent_run_id: str 
 
 def _require_local_store(uri: str) -> None:
     """Reading a local store that does not exist would create an empty one: refuse instead."""
-    parsed = urlparse(uri)
-    if parsed.scheme == "sqlite":
-        path = Path(unquote(uri[len("sqlite:///"):]))  # sqlite:///rel.db or sqlite:////abs.db
-    elif parsed.scheme in ("", "file"):
-        path = Path(unquote(parsed.path))
-    else:
-        return
-    if not path.exists():
+    path = local_store_path(uri)
+    if path is not None and not path.exists():
         raise UserError(f"no MLflow store at {path} (tracking URI {uri}); run a discovery here first, "
                         "or pass --tracking-uri / set MLFLOW_TRACKING_URI")
 

@@ -41,6 +41,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlparse
 
 
 if TYPE_CHECKING:
@@ -68,6 +69,25 @@ def is_unreachable(exc: BaseException) -> bool:
     if isinstance(exc, OSError):  # requests' ConnectionError/Timeout are OSErrors
         return True
     return getattr(exc, "error_code", None) in TRANSIENT_ERROR_CODES  # an MlflowException
+
+
+def local_store_path(uri: str) -> Path | None:
+    """The file or folder of a local MLflow store (``sqlite:///rel.db``, ``sqlite:////abs.db``,
+    ``file:`` or a plain path); None for a server."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "sqlite":
+        return Path(unquote(uri[len("sqlite:///"):]))
+    if parsed.scheme in ("", "file"):
+        return Path(unquote(parsed.path))
+    return None
+
+
+def artifact_location(uri: str) -> str | None:
+    """Where a new experiment of a sqlite store keeps its artifacts: ``mlruns`` beside the
+    database file (MLflow's own default is ``./mlruns`` in whatever the working directory is,
+    which for the default ``sqlite:///mlflow.db`` is the same folder). None: the store decides."""
+    path = local_store_path(uri) if uri.startswith("sqlite:") else None
+    return None if path is None else (path.resolve().parent / "mlruns").as_uri()
 
 
 @dataclass(frozen=True)
@@ -236,7 +256,7 @@ class Spool:
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
             try:
-                experiment_id = client.create_experiment(name)
+                experiment_id = client.create_experiment(name, artifact_location(client.tracking_uri))
             except Exception as exc:
                 if getattr(exc, "error_code", None) != "RESOURCE_ALREADY_EXISTS":  # another driver created it meanwhile
                     raise

@@ -46,9 +46,11 @@ metrics ``baseline.<name>.lockbox_<k>``, ``baseline.best_lockbox_sharpe_annual``
 ``discovery_beats_baselines`` (1 or 0).
 
 Where it goes. ``tracking_uri`` if given, else ``MLFLOW_TRACKING_URI``, else MLflow's own local
-default in the working directory: ``sqlite:///mlflow.db`` (artifacts under ``./mlruns``), or the
+default in the working directory: ``sqlite:///mlflow.db``, or the
 ``./mlruns`` file store where one already holds data. ``osd top`` resolves the URI the same way,
 so with no configuration it reads what the last run in the same directory wrote.
+A sqlite store keeps its experiments' artifacts in ``mlruns`` beside the database file
+(:func:`discovery.spool.artifact_location`), wherever the command runs.
 
 Resilience. Writes are journaled to a spool folder first (:mod:`discovery.spool`) and sent, by a
 separate sender process, in batches: per-generation metrics go out at most once per

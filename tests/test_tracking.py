@@ -221,6 +221,22 @@ def test_replaying_a_sent_journal_creates_no_duplicates(tmp_path):
     check_everything_logged(client, "replay", 4, 2, tmp_path)
 
 
+def test_a_sqlite_store_keeps_its_artifacts_beside_it(tmp_path, monkeypatch):
+    # MLflow's own default would put them in ./mlruns of whatever directory the flush runs in
+    work, store = tmp_path / "work", tmp_path / "store"
+    work.mkdir(), store.mkdir()
+    monkeypatch.chdir(work)
+    sink = MlflowSink("beside", tracking_uri="http://127.0.0.1:9", spool_dir=tmp_path / "spool",
+                      finish_timeout_s=0.0)
+    sink.start(make_config())
+    finish(sink, n_structures=1)
+    client = MlflowClient(fresh_sqlite_store(store / "mlflow.db"))
+    assert Spool.open(sink.spool_path).flush(client).pending == 0
+    experiment = client.get_experiment_by_name("beside")
+    assert experiment.artifact_location == (store / "mlruns").as_uri()
+    assert any((store / "mlruns").rglob("dna.json")) and not (work / "mlruns").exists()
+
+
 def test_osd_top_on_the_local_default_store(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
