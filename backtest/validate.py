@@ -482,13 +482,8 @@ def _quote_ticks(rows: _Rows, eligible: np.ndarray) -> np.ndarray:
     """Per row, the quote tick of its (underlying, quote_date) and price band: the largest of
     ``_TICKS`` that at least 99% of the band's positive bids and asks are multiples of (0 when
     none is); a row whose bid and ask lie in different bands takes the larger tick."""
-    starts = rows.starts("underlying", "quote_date")
-    ticks = quote_ticks(starts, rows.bid, rows.ask, eligible, np.array(_TICKS), _TICK_SHARE, _TICK_BAND_EDGE)
-    day = np.repeat(np.arange(len(starts) - 1), np.diff(starts))
-    with np.errstate(invalid="ignore"):
-        bid_band = (rows.bid >= _TICK_BAND_EDGE).astype(np.int64)
-        ask_band = (rows.ask >= _TICK_BAND_EDGE).astype(np.int64)
-    return np.maximum(ticks[day, bid_band], ticks[day, ask_band])
+    return quote_ticks(rows.starts("underlying", "quote_date"), rows.bid, rows.ask, eligible, np.array(_TICKS),
+                       _TICK_SHARE, _TICK_BAND_EDGE)
 
 
 def _arbitrage_sorted(rows: _Rows, eligible: np.ndarray) -> StaticArbitrage:

@@ -284,11 +284,13 @@ def strike_grid(starts, milli, ok, steps, min_strikes, outlier_share):
 
 @njit(cache=True)
 def quote_ticks(starts, bid, ask, eligible, ticks, min_share, band_edge):
-    """Quote ticks per block (one underlying on one day) and price band (below / from
-    ``band_edge`` dollars, as in the $0.05 / $0.10 SPX and $0.01 / $0.05 penny-pilot rules):
+    """Per row, the quote tick of its block (one underlying on one day) and price band (below /
+    from ``band_edge`` dollars, as in the $0.05 / $0.10 SPX and $0.01 / $0.05 penny-pilot rules):
     the largest of ``ticks`` (descending) that at least ``min_share`` of the band's positive bids
-    and asks are whole multiples of; 0 when none is. Returns an array (blocks, 2)."""
-    out = np.zeros((len(starts) - 1, 2))
+    and asks are whole multiples of; 0 when none is. A row whose bid and ask lie in different
+    bands takes the larger of the two ticks."""
+    out = np.zeros(len(bid))
+    block_ticks = np.zeros(2)
     on_tick = np.zeros((2, len(ticks)), np.int64)
     quoted = np.zeros(2, np.int64)
     for g in range(len(starts) - 1):
@@ -305,11 +307,14 @@ def quote_ticks(starts, bid, ask, eligible, ticks, min_share, band_edge):
                         x = price / ticks[t]
                         if abs(x - np.rint(x)) < 1e-6:
                             on_tick[band, t] += 1
+        block_ticks[:] = 0.0
         for band in range(2):
             for t in range(len(ticks)):
                 if quoted[band] > 0 and on_tick[band, t] >= min_share * quoted[band]:
-                    out[g, band] = ticks[t]
+                    block_ticks[band] = ticks[t]
                     break
+        for i in range(starts[g], starts[g + 1]):
+            out[i] = max(block_ticks[1 if bid[i] >= band_edge else 0], block_ticks[1 if ask[i] >= band_edge else 0])
     return out
 
 
