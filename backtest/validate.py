@@ -68,6 +68,8 @@ from backtest.store import (
 )
 from backtest.validate_nb import (
     calendar_scan,
+    first_row_reasons,
+    otm_total_variances,
     parity_spots,
     quote_ticks,
     strike_grid,
@@ -377,25 +379,15 @@ def _strike_grid_mask(rows: _Rows, ok: np.ndarray) -> np.ndarray:
     return off_lattice | off_grid
 
 
+_FIRST_ROW_REASONS = np.array([_reason_code(r) for r in (
+    "non_finite", "invalid_value", "negative_price", "crossed_quote", "expired")], np.int8)  # first_row_reasons' order
+
+
 def _row_checks(rows: _Rows) -> np.ndarray:
     """Reason codes (0 = good) of the checks that need no other day: everything up to
     ``off_grid_strike``."""
-    n = len(rows.order)
-    reasons = np.zeros(n, np.int8)
-    with np.errstate(invalid="ignore"):
-        finite = (
-            np.isfinite(rows.strike) & np.isfinite(rows.bid) & np.isfinite(rows.ask)
-            & np.isfinite(rows.underlying_price)
-        )
-        _assign(reasons, ~finite, "non_finite")
-        _assign(reasons, (rows.right < 0) | ~rows.style_ok, "invalid_value")
-        negative = (
-            (rows.bid < 0) | (rows.ask < 0) | (rows.last < 0) | (rows.strike <= 0)
-            | (rows.underlying_price <= 0)
-        )
-        _assign(reasons, negative, "negative_price")
-        _assign(reasons, rows.bid > rows.ask, "crossed_quote")
-    _assign(reasons, rows.expiration < rows.quote_date, "expired")
+    reasons = first_row_reasons(rows.strike, rows.bid, rows.ask, rows.last, rows.underlying_price, rows.right,
+                                rows.style_ok, rows.expiration, rows.quote_date, _FIRST_ROW_REASONS)
     _assign(reasons, _non_trading_days(rows.quote_date), "non_trading_day")
     _assign(reasons, _duplicates(rows, reasons == 0), "duplicate_key")
     _assign(reasons, _strike_grid_mask(rows, reasons == 0), "off_grid_strike")
@@ -495,12 +487,9 @@ def _arbitrage_sorted(rows: _Rows, eligible: np.ndarray) -> StaticArbitrage:
         rows.starts("underlying", "quote_date", "root", "expiration", "right"),
         is_call, rows.strike, rows.bid, rows.ask, eligible, mid_tol,
     )
-    t_years = (rows.expiration - rows.quote_date) / 365.0
-    otm = np.where(is_call, rows.strike >= rows.underlying_price, rows.strike <= rows.underlying_price)
-    with np.errstate(invalid="ignore"):
-        # two-sided quotes only: a zero-bid option's IV is mostly the rounding of its ask
-        usable_iv = eligible & otm & (rows.bid > 0) & (t_years > 0) & (rows.iv > 0) & (rows.iv < MAX_PLAUSIBLE_IV)
-    total_variance = np.where(usable_iv, rows.iv**2 * t_years, np.nan)
+    # two-sided quotes only: a zero-bid option's IV is mostly the rounding of its ask
+    total_variance = otm_total_variances(is_call, rows.strike, rows.underlying_price, rows.bid, rows.iv,
+                                         rows.expiration, rows.quote_date, eligible, MAX_PLAUSIBLE_IV)
     class_starts = rows.starts("underlying", "quote_date", "root")
     mid_c = calendar_scan(class_starts, rows.expiration, rows.right, rows.strike, total_variance,
                           CALENDAR_REL_TOLERANCE)

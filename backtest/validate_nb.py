@@ -283,6 +283,41 @@ def strike_grid(starts, milli, ok, steps, min_strikes, outlier_share):
 
 
 @njit(cache=True)
+def first_row_reasons(strike, bid, ask, last, underlying_price, right, style_ok, expiration, quote_date, codes):
+    """Per row, the first of five reason codes that applies, 0 where none does: codes[0] strike,
+    bid, ask or underlying price not finite; [1] right < 0 (invalid) or not style_ok; [2] bid,
+    ask or last below 0 or strike or underlying price not above it (NaN compares false);
+    [3] bid above ask; [4] expiration before the quote date."""
+    out = np.zeros(len(strike), np.int8)
+    for i in range(len(strike)):
+        if not (np.isfinite(strike[i]) and np.isfinite(bid[i]) and np.isfinite(ask[i])
+                and np.isfinite(underlying_price[i])):
+            out[i] = codes[0]
+        elif right[i] < 0 or not style_ok[i]:
+            out[i] = codes[1]
+        elif bid[i] < 0 or ask[i] < 0 or last[i] < 0 or strike[i] <= 0 or underlying_price[i] <= 0:
+            out[i] = codes[2]
+        elif bid[i] > ask[i]:
+            out[i] = codes[3]
+        elif expiration[i] < quote_date[i]:
+            out[i] = codes[4]
+    return out
+
+
+@njit(cache=True)
+def otm_total_variances(is_call, strike, underlying_price, bid, iv, expiration, quote_date, eligible, max_iv):
+    """Per row, the total variance iv**2 * T (T = calendar days / 365) of eligible out-of-the-money
+    rows with a bid, T > 0 and 0 < iv < max_iv; NaN for the others."""
+    out = np.full(len(strike), np.nan)
+    for i in range(len(strike)):
+        t = (expiration[i] - quote_date[i]) / 365.0
+        otm = strike[i] >= underlying_price[i] if is_call[i] else strike[i] <= underlying_price[i]
+        if eligible[i] and otm and bid[i] > 0 and t > 0 and iv[i] > 0 and iv[i] < max_iv:
+            out[i] = iv[i] ** 2 * t
+    return out
+
+
+@njit(cache=True)
 def quote_ticks(starts, bid, ask, eligible, ticks, min_share, band_edge):
     """Per row, the quote tick of its block (one underlying on one day) and price band (below /
     from ``band_edge`` dollars, as in the $0.05 / $0.10 SPX and $0.01 / $0.05 penny-pilot rules):
