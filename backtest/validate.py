@@ -72,6 +72,7 @@ from backtest.validate_nb import (
     otm_total_variances,
     parity_spots,
     quote_ticks,
+    repeated_keys,
     strike_grid,
     strike_scan,
     tradable_calendars,
@@ -342,14 +343,7 @@ def _non_trading_days(quote_date: np.ndarray) -> np.ndarray:
 def _duplicates(rows: _Rows, ok: np.ndarray) -> np.ndarray:
     """Rows (among ``ok`` ones) repeating the key of an earlier ok row; sorted order puts equal
     keys next to each other in input order, so the first of a run is kept."""
-    idx = np.flatnonzero(ok)
-    same = np.ones(len(idx) - 1 if len(idx) else 0, bool)
-    for k in ("underlying", "quote_date", "root", "expiration", "right", "strike"):
-        col = getattr(rows, k)[idx]
-        same &= col[1:] == col[:-1]
-    out = np.zeros(len(ok), bool)
-    out[idx[1:][same]] = True
-    return out
+    return repeated_keys(ok, rows.underlying, rows.quote_date, rows.root, rows.expiration, rows.right, rows.strike)
 
 
 def _strike_grid_mask(rows: _Rows, ok: np.ndarray) -> np.ndarray:

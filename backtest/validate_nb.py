@@ -283,6 +283,23 @@ def strike_grid(starts, milli, ok, steps, min_strikes, outlier_share):
 
 
 @njit(cache=True)
+def repeated_keys(ok, underlying, quote_date, root, expiration, right, strike):
+    """Rows (among ``ok`` ones, in sorted order) whose key equals the previous ok row's: in the
+    sort order equal keys are neighbours in input order, so the first of each run is not marked."""
+    out = np.zeros(len(ok), np.bool_)
+    previous = -1
+    for i in range(len(ok)):
+        if not ok[i]:
+            continue
+        if previous >= 0 and (underlying[i] == underlying[previous] and quote_date[i] == quote_date[previous]
+                              and root[i] == root[previous] and expiration[i] == expiration[previous]
+                              and right[i] == right[previous] and strike[i] == strike[previous]):
+            out[i] = True
+        previous = i
+    return out
+
+
+@njit(cache=True)
 def first_row_reasons(strike, bid, ask, last, underlying_price, right, style_ok, expiration, quote_date, codes):
     """Per row, the first of five reason codes that applies, 0 where none does: codes[0] strike,
     bid, ask or underlying price not finite; [1] right < 0 (invalid) or not style_ok; [2] bid,
