@@ -599,9 +599,10 @@ def _filter(table: pa.Table, mask: np.ndarray) -> pa.Table:
 
 
 def _take(table: pa.Table, indices: np.ndarray) -> pa.Table:
-    """``table.take`` column by column (as ``_filter``)."""
+    """``table.take`` column by column (as ``_filter``), without Arrow's bounds check of the
+    indices for every column (~15% of the take): they come from a sort of the table's rows."""
     rows = pa.array(indices)
-    return pa.Table.from_arrays([col.take(rows) for col in table.columns], schema=table.schema)
+    return pa.Table.from_arrays([pc.take(col, rows, boundscheck=False) for col in table.columns], schema=table.schema)
 
 
 def _quarantine_table(table: pa.Table, reasons: np.ndarray, source: str) -> pa.Table:
