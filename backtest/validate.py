@@ -60,6 +60,7 @@ from backtest.store import (
     Dataset,
     StoreError,
     chain_order,
+    date_days,
     date_to_days,
     letter_codes,
     days_to_date,
@@ -264,8 +265,7 @@ def _prepare(table: pa.Table) -> _Rows:
     right = letter_codes(table["right"], "PC")  # 1 call, 0 put, -1 invalid
     style = letter_codes(table["style"], "AE")
     style_ok, american = style >= 0, style == 0
-    quote_date = table["quote_date"].cast(pa.int32()).to_numpy(zero_copy_only=False)
-    expiration = table["expiration"].cast(pa.int32()).to_numpy(zero_copy_only=False)
+    quote_date, expiration = date_days(table["quote_date"]), date_days(table["expiration"])
     strike = _floats(table["strike"])
     order = _sort_order(underlying, quote_date, root, expiration, right, strike)
     return _Rows(
