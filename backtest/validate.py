@@ -246,10 +246,10 @@ _BLOCK_KEYS = ("underlying", "quote_date", "root", "expiration", "right")
 def _codes(col: pa.ChunkedArray) -> tuple[np.ndarray, tuple[str, ...]]:
     """Integer codes of a string column and the values they stand for (one code per value)."""
     if pa.types.is_dictionary(col.type):
-        enc = col.unify_dictionaries().combine_chunks() if col.num_chunks > 1 else col.combine_chunks()
+        enc = col.chunk(0) if col.num_chunks == 1 else col.unify_dictionaries().combine_chunks()  # one: no copy
         values = tuple(enc.dictionary.to_pylist())
         if len(set(values)) == len(values):
-            return enc.indices.to_numpy(zero_copy_only=False).astype(np.int32), values
+            return enc.indices.to_numpy(zero_copy_only=False).astype(np.int32, copy=False), values
     enc = pc.dictionary_encode(col.cast(pa.string()).combine_chunks())
     return enc.indices.to_numpy(zero_copy_only=False).astype(np.int32), tuple(enc.dictionary.to_pylist())
 
