@@ -39,7 +39,8 @@ class Greeks:
 def _arrays(*values, n=None):
     arrs = [np.asarray(v) for v in values]
     shape = np.broadcast_shapes(*(a.shape for a in arrs))
-    return [np.ascontiguousarray(np.broadcast_to(a, shape)).ravel() for a in arrs], shape
+    # broadcast_to only where needed: it costs more than the kernels' call on a day of options
+    return [np.ascontiguousarray(a if a.shape == shape else np.broadcast_to(a, shape)).ravel() for a in arrs], shape
 
 
 def _option_arrays(is_call, *values):

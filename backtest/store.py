@@ -123,6 +123,17 @@ def letter_codes(col: pa.ChunkedArray | pa.Array, letters: str) -> np.ndarray:
     return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int8)
 
 
+def date_days(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A date32 column as days since the epoch, what ``col.cast(pa.int32()).to_numpy(
+    zero_copy_only=False)`` gives: a one-piece column without nulls is read in place (read-only),
+    ~3x faster than the cast (~16-24 us a call, called several times per import block)."""
+    if isinstance(col, pa.ChunkedArray) and col.num_chunks == 1:
+        col = col.chunk(0)
+    if isinstance(col, pa.Array) and col.null_count == 0:
+        return col.view(pa.int32()).to_numpy()
+    return col.cast(pa.int32()).to_numpy(zero_copy_only=False)
+
+
 def one_letter_strings(codes: np.ndarray, letters: str) -> pa.StringArray:
     """The string array of letters[codes[i]] (no nulls), built from its bytes (the inverse of
     letter_codes): ~10x faster than an Arrow take."""

@@ -283,12 +283,66 @@ def strike_grid(starts, milli, ok, steps, min_strikes, outlier_share):
 
 
 @njit(cache=True)
+def repeated_keys(ok, underlying, quote_date, root, expiration, right, strike):
+    """Rows (among ``ok`` ones, in sorted order) whose key equals the previous ok row's: in the
+    sort order equal keys are neighbours in input order, so the first of each run is not marked."""
+    out = np.zeros(len(ok), np.bool_)
+    previous = -1
+    for i in range(len(ok)):
+        if not ok[i]:
+            continue
+        if previous >= 0 and (underlying[i] == underlying[previous] and quote_date[i] == quote_date[previous]
+                              and root[i] == root[previous] and expiration[i] == expiration[previous]
+                              and right[i] == right[previous] and strike[i] == strike[previous]):
+            out[i] = True
+        previous = i
+    return out
+
+
+@njit(cache=True)
+def first_row_reasons(strike, bid, ask, last, underlying_price, right, style_ok, expiration, quote_date, codes):
+    """Per row, the first of five reason codes that applies, 0 where none does: codes[0] strike,
+    bid, ask or underlying price not finite; [1] right < 0 (invalid) or not style_ok; [2] bid,
+    ask or last below 0 or strike or underlying price not above it (NaN compares false);
+    [3] bid above ask; [4] expiration before the quote date."""
+    out = np.zeros(len(strike), np.int8)
+    for i in range(len(strike)):
+        if not (np.isfinite(strike[i]) and np.isfinite(bid[i]) and np.isfinite(ask[i])
+                and np.isfinite(underlying_price[i])):
+            out[i] = codes[0]
+        elif right[i] < 0 or not style_ok[i]:
+            out[i] = codes[1]
+        elif bid[i] < 0 or ask[i] < 0 or last[i] < 0 or strike[i] <= 0 or underlying_price[i] <= 0:
+            out[i] = codes[2]
+        elif bid[i] > ask[i]:
+            out[i] = codes[3]
+        elif expiration[i] < quote_date[i]:
+            out[i] = codes[4]
+    return out
+
+
+@njit(cache=True)
+def otm_total_variances(is_call, strike, underlying_price, bid, iv, expiration, quote_date, eligible, max_iv):
+    """Per row, the total variance iv**2 * T (T = calendar days / 365) of eligible out-of-the-money
+    rows with a bid, T > 0 and 0 < iv < max_iv; NaN for the others."""
+    out = np.full(len(strike), np.nan)
+    for i in range(len(strike)):
+        t = (expiration[i] - quote_date[i]) / 365.0
+        otm = strike[i] >= underlying_price[i] if is_call[i] else strike[i] <= underlying_price[i]
+        if eligible[i] and otm and bid[i] > 0 and t > 0 and iv[i] > 0 and iv[i] < max_iv:
+            out[i] = iv[i] ** 2 * t
+    return out
+
+
+@njit(cache=True)
 def quote_ticks(starts, bid, ask, eligible, ticks, min_share, band_edge):
-    """Quote ticks per block (one underlying on one day) and price band (below / from
-    ``band_edge`` dollars, as in the $0.05 / $0.10 SPX and $0.01 / $0.05 penny-pilot rules):
+    """Per row, the quote tick of its block (one underlying on one day) and price band (below /
+    from ``band_edge`` dollars, as in the $0.05 / $0.10 SPX and $0.01 / $0.05 penny-pilot rules):
     the largest of ``ticks`` (descending) that at least ``min_share`` of the band's positive bids
-    and asks are whole multiples of; 0 when none is. Returns an array (blocks, 2)."""
-    out = np.zeros((len(starts) - 1, 2))
+    and asks are whole multiples of; 0 when none is. A row whose bid and ask lie in different
+    bands takes the larger of the two ticks."""
+    out = np.zeros(len(bid))
+    block_ticks = np.zeros(2)
     on_tick = np.zeros((2, len(ticks)), np.int64)
     quoted = np.zeros(2, np.int64)
     for g in range(len(starts) - 1):
@@ -305,11 +359,14 @@ def quote_ticks(starts, bid, ask, eligible, ticks, min_share, band_edge):
                         x = price / ticks[t]
                         if abs(x - np.rint(x)) < 1e-6:
                             on_tick[band, t] += 1
+        block_ticks[:] = 0.0
         for band in range(2):
             for t in range(len(ticks)):
                 if quoted[band] > 0 and on_tick[band, t] >= min_share * quoted[band]:
-                    out[g, band] = ticks[t]
+                    block_ticks[band] = ticks[t]
                     break
+        for i in range(starts[g], starts[g + 1]):
+            out[i] = max(block_ticks[1 if bid[i] >= band_edge else 0], block_ticks[1 if ask[i] >= band_edge else 0])
     return out
 
 

@@ -64,9 +64,10 @@ from backtest.importers.pipeline import import_files
 from backtest.importers.rates import RateSchedule
 files, rates, tmp = [Path(f) for f in sys.argv[1:]], RateSchedule.constant({rate}, {div}), Path(tempfile.mkdtemp())
 import_files(files[:1], tmp / "warm", FormatSpec("long"), rates)
-t0 = time.process_time()
-summary = import_files(files, tmp / "ds", FormatSpec("long"), rates)
-print(summary.input_rows / (time.process_time() - t0))
+for k in range({repeats}):
+    t0 = time.process_time()
+    summary = import_files(files, tmp / f"ds{{k}}", FormatSpec("long"), rates)
+    print(summary.input_rows / (time.process_time() - t0))
 shutil.rmtree(tmp)
 """
 
@@ -80,13 +81,49 @@ def _import_rates(files: list[Path], baseline: Path | None, rounds: int) -> dict
 
     trees = _trees(baseline)
     best = dict.fromkeys(trees, 0.0)
-    script = _TIMED_IMPORT.format(rate=RATE, div=DIV)
+    script = _TIMED_IMPORT.format(rate=RATE, div=DIV, repeats=1)
     for _ in range(rounds):
         for name, tree in trees.items():
             out = subprocess.run([sys.executable, "-c", script, *map(str, files)], cwd=tree, check=True,
                                  capture_output=True, text=True, env=_tree_env(tree))
             best[name] = max(best[name], float(out.stdout.split()[-1]))
     return best
+
+
+def paired_import_rates(files: list[Path], baseline: Path, rounds: int, repeats: int = 3) -> dict:
+    """This tree's and `baseline`'s import_files at the same time, each process pinned to one of
+    two cores (swapped every round), `repeats` imports per process after the warm-up: the two
+    see the same state of a shared machine, whose speed drifts by up to 1.6x between consecutive
+    imports, so the ratio of each pair compares them more fairly than imports run one after the
+    other. Returns the rates and the pairs' ratios (this / baseline)."""
+    import math
+    import statistics
+    import subprocess
+    import sys
+
+    trees = _trees(baseline)
+    script = _TIMED_IMPORT.format(rate=RATE, div=DIV, repeats=repeats)
+    rates: dict[str, list[float]] = {name: [] for name in trees}
+    for r in range(rounds):
+        names = list(trees) if r % 2 == 0 else list(trees)[::-1]
+        procs = {name: subprocess.Popen(
+            [sys.executable, "-c", script, *map(str, files)], cwd=trees[name], env=_tree_env(trees[name]),
+            stdout=subprocess.PIPE, text=True, preexec_fn=lambda core=core: os.sched_setaffinity(0, {core}))
+            for core, name in enumerate(names)}
+        for name, proc in procs.items():
+            out, _ = proc.communicate()
+            if proc.returncode:
+                raise RuntimeError(f"the timed import of {trees[name]} failed")
+            rates[name] += [float(v) for v in out.split()]
+    ratios = [a / b for a, b in zip(rates["this"], rates["baseline"])]
+    return {
+        "rows_per_s": {name: {"best": round(max(v)), "median": round(statistics.median(v))} for name, v in rates.items()},
+        "pairs": len(ratios),
+        "pair_ratio": {"median": round(statistics.median(ratios), 3),
+                       "geometric_mean": round(math.exp(sum(map(math.log, ratios)) / len(ratios)), 3),
+                       "min": round(min(ratios), 3), "max": round(max(ratios), 3),
+                       "above_1": sum(r > 1 for r in ratios)},
+    }
 
 
 def _trees(baseline: Path | None) -> dict[str, Path]:
@@ -360,3 +397,12 @@ def run(quick: bool) -> dict:
         "brentq_iv_per_s": round(brentq),
         "iv_spx_vs_brentq": round(spx_rates["table_householder"] / brentq, 1),
     }
+
+
+if __name__ == "__main__":
+    # python -m benchmarks.importers BASELINE_TREE [ROUNDS]: paired_import_rates on the SPX sample
+    import json
+    import sys
+
+    print(json.dumps(paired_import_rates(spx_sample_files(), Path(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2
+                                         else 12), indent=2))

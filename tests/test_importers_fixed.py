@@ -1,11 +1,13 @@
 """The numba reader of fixed layouts (backtest.importers.fixed) gives exactly the Arrow reader's rows."""
 import gzip
+from decimal import Decimal
 
 import numpy as np
 import pyarrow as pa
 import pytest
+from numba import njit
 
-from backtest.importers import common
+from backtest.importers import common, csv_nb
 from backtest.importers.fixed import fixed_blocks
 from backtest.importers.long import LongFormat
 from backtest.importers.source import ImportFileError, read_csv_batches
@@ -171,3 +173,55 @@ def test_short_date_before_an_empty_field_names_the_date(tmp_path):
     path.write_text("\n".join([HEADER, ROWS[0], short, ROWS[2]]) + "\n")
     with pytest.raises(ImportFileError, match=r"shortdate\.csv line 3: column 'quotedate' is empty, expected a date"):
         list(LongFormat().chunks(path))
+
+
+@njit
+def _decimals_to_floats(mantissas, decimals):
+    values, ok = np.empty(len(mantissas)), np.empty(len(mantissas), np.bool_)
+    for i in range(len(mantissas)):
+        values[i], ok[i] = csv_nb.decimal_to_float(mantissas[i], decimals[i], csv_nb._NEGATIVE_POWERS)
+    return values, ok
+
+
+def _long_digits(rng) -> str:
+    """16 to 18 digits: random ones, a double's shortest repr, or a decimal within a unit of the
+    18th digit of a midpoint between two adjacent doubles (where rounding is hardest)."""
+    kind = rng.integers(3)
+    x = float(rng.random() * 10.0 ** rng.integers(-3, 7))
+    if kind == 0:
+        return "".join(rng.choice(list("0123456789"), rng.integers(16, 19)))
+    if kind == 1:
+        return repr(x).split("e")[0].replace(".", "").lstrip("0").ljust(16, "0")[:18]
+    midpoint = (Decimal(x) + Decimal(float(np.nextafter(x, np.inf)))) / 2
+    digits = f"{midpoint:.17E}".split("E")[0].replace(".", "")
+    return str(int(digits) + int(rng.integers(-1, 2)))
+
+
+def test_long_decimals_round_as_python():
+    # Python's float() of a decimal text is correctly rounded (ties to even), as Arrow's parser is
+    rng = np.random.default_rng(11)
+    texts = [_long_digits(rng) for _ in range(30_000)]
+    decimals = rng.integers(0, csv_nb.MAX_DECIMALS + 1, len(texts))
+    values, ok = _decimals_to_floats(np.array([int(t) for t in texts], np.uint64), decimals)
+    expected = np.array([float(f"{t}e-{k}") for t, k in zip(texts, decimals)])
+    assert np.array_equal(values[ok].view(np.uint64), expected[ok].view(np.uint64))
+    assert ok.mean() > 0.99  # declined: only texts within ~2**-64 relative of a midpoint
+
+
+def test_random_long_numbers_read_the_same(tmp_path):
+    # 16-18 significant digits in the kernel (Eisel-Lemire), declined and longer ones through Arrow's parser
+    rng = np.random.default_rng(5)
+    rows = []
+    for row in _many_rows(400):
+        fields = row.split(",")
+        for column in (1, 8, 10, 11, 14, 15, 16):
+            digits = _long_digits(rng) + "".join(rng.choice(list("0123456789"), rng.integers(0, 3)))
+            cut = int(rng.integers(0, len(digits) + 1))
+            text = "0." + "0" * int(rng.integers(0, 12)) + digits if rng.random() < 0.3 else (
+                digits[:cut] + "." + digits[cut:])
+            fields[column] = ("-" if rng.random() < 0.2 else "") + text
+        rows.append(",".join(fields))
+    path = tmp_path / "long.csv"
+    path.write_text("\n".join([HEADER, *rows]) + "\n")
+    fast, arrow = _both(path)
+    _assert_same(fast, arrow)

@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from backtest.importers.columns_nb import whole_numbers
 from backtest.importers.source import (
     EXPECTED_RIGHT,
     EXPECTED_UNDERLYING,
@@ -166,11 +167,10 @@ def nan_to_null(values: np.ndarray, whole: bool = False) -> pa.Array:
     nulls = len(values) - int(np.count_nonzero(valid))
     bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
     if whole:
-        with np.errstate(invalid="ignore"):
-            exact = bool(np.all(np.where(valid, (np.trunc(values) == values) & (np.abs(values) < 2.0**63), True)))
-        if not exact:
+        ints = np.empty(len(values), np.int64)
+        if not whole_numbers(values, ints):
             return nan_to_null(values).cast(pa.int64())
-        values = np.where(valid, values, 0.0).astype(np.int64)
+        values = ints
     return pa.Array.from_buffers(pa.int64() if whole else pa.float64(), len(values),
                                  [bitmap, pa.py_buffer(values)], null_count=nulls)
 

@@ -2,12 +2,16 @@
 straight from its bytes to typed columns, without building a string per field.
 
 Each file column has a kind (skip, number, date, the underlying symbol, an OSI option symbol,
-an option right) and a slot in that kind's output. Numbers of up to 15 significant digits
-with an optional sign and decimal point are converted here, exactly (an integer below 2**53
-divided by a power of ten of at most 1e15 is the correctly rounded value, Clinger's fast
-path); anything else is returned as a *deferred* token for the caller: plain decimals with
-more digits marked LONG_DECIMAL (converted in one call, straight from the block), the rest
-(empty, NaN, exponents, bad text) for Arrow's parser or an error naming its line. Dates in the file's
+an option right) and a slot in that kind's output. Numbers of up to 18 significant digits
+with an optional sign and decimal point are converted here, correctly rounded as strtod and
+Arrow round: up to 15 digits as an integer below 2**53 divided by a power of ten of at most
+1e15 (exact operands, so the one rounding is the right one: Clinger's fast path), 16 to 18
+(this vendor writes Python reprs such as 0.11199999999999999) by the Eisel-Lemire algorithm
+(a 128-bit product with a table of powers of ten; it declines the rare inputs too close to a
+rounding boundary to decide). Anything else is returned as a *deferred* token for the caller:
+the declined and longer plain decimals marked LONG_DECIMAL (converted in one call, straight
+from the block), the rest (empty, NaN, exponents, bad text) for Arrow's parser or an error
+naming its line. Dates in the file's
 detected format with two-digit month and day are converted here; other date texts are deferred
 too. Errors come back as a code with the line (counted from the block's start) and the column;
 the kernel also stops with DEFERRED_FULL when the caller's buffer of deferred tokens is full
@@ -23,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
-from numba.cpython.unsafe.numbers import trailing_zeros
+from numba.cpython.unsafe.numbers import leading_zeros, trailing_zeros
 from numba.extending import intrinsic
 
 from backtest.importers.symbols_nb import intern_span, osi_root_span, trim_span
@@ -48,6 +52,25 @@ def _load_u64(typingctx, data, i):
         word = builder.bitcast(builder.gep(array.data, [args[1]]), ir.IntType(64).as_pointer())
         return builder.load(word, align=1)
     return types.uint64(data, types.int64), codegen
+
+
+@intrinsic
+def _mul_128(typingctx, a, b):
+    """The 128-bit product of two uint64 as its (high, low) 64-bit words (one multiply)."""
+    def codegen(context, builder, signature, args):
+        i128 = ir.IntType(128)
+        product = builder.mul(builder.zext(args[0], i128), builder.zext(args[1], i128))
+        high = builder.trunc(builder.lshr(product, ir.Constant(i128, 64)), ir.IntType(64))
+        return context.make_tuple(builder, signature.return_type, [high, builder.trunc(product, ir.IntType(64))])
+    return types.UniTuple(types.uint64, 2)(types.uint64, types.uint64), codegen
+
+
+@intrinsic
+def _float_from_bits(typingctx, bits):
+    """The float64 whose IEEE 754 bits are the uint64 `bits`."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+    return types.float64(types.uint64), codegen
 
 
 _LOW7 = np.uint64(0x7F7F7F7F7F7F7F7F)
@@ -117,11 +140,69 @@ def _short_number(data, i, length, negative, pow10):
     return (-value if negative else value), EXACT
 
 
+MAX_DIGITS = 18  # significant digits converted here (a mantissa below 10**18 fits an int64)
+MAX_DECIMALS = 27  # and decimals (down to 10**-27 the paper's table is built as here)
+
+
+def _negative_powers_of_ten(n: int) -> np.ndarray:
+    """Rows k = 0..n: 10**-k as a 128-bit mantissa with its top bit set, (high, low) words,
+    rounded up for k > 0 as the Eisel-Lemire algorithm requires (D. Lemire, "Number parsing at a
+    gigabyte per second", 2021, appendix B; the binary exponent is floor(-k log2(10)))."""
+    rows = np.empty((n + 1, 2), np.uint64)
+    for k in range(n + 1):
+        bits = (10**k).bit_length()
+        mantissa = (1 << (127 + bits)) // 10**k + 1 if k else 1 << 127
+        if (-217706 * k) >> 16 != (-bits if k else 0):  # the kernel's floor(-k log2(10))
+            raise AssertionError(k)
+        rows[k] = mantissa >> 64, mantissa & (2**64 - 1)
+    return rows
+
+
+_NEGATIVE_POWERS = _negative_powers_of_ten(MAX_DECIMALS)
+_ONE = np.uint64(1)
+_LOW9 = np.uint64(0x1FF)
+_FRACTION = np.uint64((1 << 52) - 1)
+
+
+@njit(inline="always")
+def decimal_to_float(mantissa, decimals, powers):
+    """The float64 nearest mantissa * 10**-decimals (uint64 mantissa, 0 <= decimals < len(powers)),
+    ties to even, as (value, True); (NaN, False) where the 128-bit product cannot decide the
+    rounding (the caller converts those otherwise). The Eisel-Lemire algorithm as Go's strconv
+    writes it (eiselLemire64)."""
+    if mantissa == 0:
+        return 0.0, True
+    shift = leading_zeros(mantissa)
+    man = mantissa << np.uint64(shift)
+    exponent = ((-217706 * decimals) >> 16) + 64 + 1023 - np.int64(shift)
+    high, low = _mul_128(man, powers[decimals, 0])
+    if high & _LOW9 == _LOW9 and low + man < man:  # the truncated low word could carry: widen
+        wide_high, wide_low = _mul_128(man, powers[decimals, 1])
+        merged_low = low + wide_high
+        merged_high = high + np.uint64(merged_low < low)
+        if merged_high & _LOW9 == _LOW9 and merged_low + _ONE == 0 and wide_low + man < man:
+            return np.nan, False
+        high, low = merged_high, merged_low
+    top = high >> np.uint64(63)
+    fraction = high >> (top + np.uint64(9))  # 54 bits
+    exponent -= np.int64(top ^ _ONE)
+    if low == 0 and high & _LOW9 == 0 and fraction & np.uint64(3) == _ONE:  # may be a tie
+        return np.nan, False
+    fraction = (fraction + (fraction & _ONE)) >> _ONE
+    if fraction >> np.uint64(53):
+        fraction >>= _ONE
+        exponent += 1
+    if exponent <= 0 or exponent >= 0x7FF:  # subnormal or out of range
+        return np.nan, False
+    return _float_from_bits((np.uint64(exponent) << np.uint64(52)) | (fraction & _FRACTION)), True
+
+
 @njit(inline="always")
 def _number(data, a, e, pow10):
     """Read the field data[a:e]: (value, status): EXACT when it is [-]digits[.digits] with 1 to
-    15 digits (value exact), LONG_DECIMAL when it has that form with more digits (up to
-    LONG_DECIMAL_WIDTH bytes; value NaN), else OTHER (value NaN)."""
+    MAX_DIGITS significant digits and at most MAX_DECIMALS decimals (value correctly rounded;
+    from 16 digits on unless decimal_to_float declines), LONG_DECIMAL when it has that form
+    otherwise (up to LONG_DECIMAL_WIDTH bytes; value NaN), else OTHER (value NaN)."""
     i = a
     negative = i < e and data[i] == 45
     if negative:
@@ -130,6 +211,7 @@ def _number(data, a, e, pow10):
         return _short_number(data, i, e - i, negative, pow10)
     mantissa = 0
     digits = 0
+    significant = 0  # digits from the first non-zero one (the mantissa's)
     decimals = 0
     dot = False
     for j in range(i, e):
@@ -137,6 +219,7 @@ def _number(data, a, e, pow10):
         if 48 <= x <= 57:
             mantissa = mantissa * 10 + (x - 48)
             digits += 1
+            significant += mantissa != 0
             decimals += dot
         elif x == 46 and not dot:
             dot = True
@@ -145,8 +228,12 @@ def _number(data, a, e, pow10):
     if digits == 0:
         return np.nan, OTHER
     if digits > 15:
-        return np.nan, LONG_DECIMAL if e - a <= LONG_DECIMAL_WIDTH else OTHER
-    value = mantissa / pow10[decimals]
+        value, ok = decimal_to_float(np.uint64(mantissa), decimals, _NEGATIVE_POWERS) if (
+            significant <= MAX_DIGITS and decimals < len(_NEGATIVE_POWERS)) else (np.nan, False)
+        if not ok:
+            return np.nan, LONG_DECIMAL if e - a <= LONG_DECIMAL_WIDTH else OTHER
+    else:
+        value = mantissa / pow10[decimals]
     return (-value if negative else value), EXACT
 
 

@@ -131,16 +131,14 @@ def fixed_blocks(path: str | Path, member: str | None, layout: CsvLayout, column
                 return
             reader = _BlockReader(path, member, plan, columns, state)
             line = 2
-            block = first[header_end:]
-            while True:
-                if block:
-                    item, lines = reader.read(block, line)
+            block, start = first, header_end  # the first block read after its header, not copied without it
+            while block is not None:
+                if len(block) > start:
+                    item, lines = reader.read(block, line, start)
                     if item.rows if isinstance(item, FixedBlock) else item.num_rows:
                         yield item, line
                     line += lines
-                block = next(blocks, None)
-                if block is None:
-                    break
+                block, start = next(blocks, None), 0
     except _DECOMPRESSION_ERRORS as exc:
         raise ImportFileError(f"{label} after line {line}: corrupt or truncated compressed data "
                               f"({type(exc).__name__}: {exc})") from None
@@ -191,11 +189,11 @@ class _BlockReader:
     def raw_name(self, column: int) -> str:
         return self.plan.raw_names[column].strip()
 
-    def read(self, block: bytes, line: int) -> tuple[FixedBlock | pa.Table, int]:
-        """The block's rows and the number of lines it held."""
-        if b'"' in block:
-            return self._arrow(block, line), block.count(b"\n") + (not block.endswith(b"\n"))
-        data = np.frombuffer(block, np.uint8)
+    def read(self, block: bytes, line: int, start: int = 0) -> tuple[FixedBlock | pa.Table, int]:
+        """The rows of block[start:] and the number of lines they held."""
+        if block.find(b'"', start) >= 0:
+            return self._arrow(block[start:], line), block.count(b"\n", start) + (not block.endswith(b"\n"))
+        data = np.frombuffer(block, np.uint8, offset=start)
         while True:  # the kernel stops when its buffer of deferred tokens is full: give it a larger one
             (rows, numbers, dates, rights, root_codes, root_starts, root_lengths, (under_a, under_b), deferred,
              lines, error) = csv_nb.parse_block(data, self.kinds, self.slots, len(self.numbers), len(self.dates),
@@ -207,7 +205,7 @@ class _BlockReader:
         if under_a >= 0:
             self._check_underlying(bytes(data[under_a:under_b]).decode("utf-8", "replace").upper(), line)
         if len(deferred):  # before a kernel error: a deferred token on an earlier line comes first
-            self._convert_deferred(block, data, deferred, numbers, dates, line,
+            self._convert_deferred(data, deferred, numbers, dates, line,
                                    None if code == csv_nb.OK else error_line)
         if code != csv_nb.OK:
             self._raise(code, data, line, error_line, column, fields)
@@ -237,7 +235,7 @@ class _BlockReader:
         found = value.lstrip("^").upper()
         raise underlying_changes_error(self.label, line, self.state.underlying or found, found)
 
-    def _convert_deferred(self, block: bytes, data: np.ndarray, deferred, numbers, dates, line, stop_line) -> None:
+    def _convert_deferred(self, data: np.ndarray, deferred, numbers, dates, line, stop_line) -> None:
         """Convert the tokens the kernel left (rows of row, line, column, start, end, status) in
         place: plain decimals with too many digits for the kernel's exact path in one call, others
         with Arrow's parsers column by column; a bad one raises naming its
@@ -251,7 +249,7 @@ class _BlockReader:
             deferred = deferred[~long]
         for column in np.unique(deferred[:, 2]):
             tokens = deferred[deferred[:, 2] == column]
-            texts = pa.array([block[s:e] for s, e in tokens[:, 3:5].tolist()], pa.binary()).cast(pa.string())
+            texts = pa.array([data[s:e].tobytes() for s, e in tokens[:, 3:5].tolist()], pa.binary()).cast(pa.string())
             slot, rows = self.slots[column], tokens[:, 0]
             if self.kinds[column] == csv_nb.NUMBER:
                 numbers[slot, rows] = self._numbers(texts, tokens[:, 1] + line, int(column))

@@ -15,7 +15,7 @@ import pyarrow as pa
 from backtest import pricing
 from backtest.importers.common import nan_to_null
 from backtest.importers.rates import RateSchedule
-from backtest.store import letter_codes
+from backtest.store import date_days, letter_codes
 
 
 def _floats(table: pa.Table, name: str) -> np.ndarray:
@@ -25,10 +25,6 @@ def _floats(table: pa.Table, name: str) -> np.ndarray:
 
 def _writable(values: np.ndarray) -> np.ndarray:
     return values if values.flags.writeable else values.copy()
-
-
-def _days(table: pa.Table, name: str) -> np.ndarray:
-    return table.column(name).cast(pa.int32()).to_numpy()
 
 
 def add_greeks(chain: pa.Table, rates: RateSchedule, recompute: bool = False) -> pa.Table:
@@ -44,8 +40,8 @@ def add_greeks(chain: pa.Table, rates: RateSchedule, recompute: bool = False) ->
         changed.insert(0, "iv")
     if not changed:
         return chain
-    quote = _days(chain, "quote_date")
-    t = (_days(chain, "expiration") - quote) / pricing.YEAR_DAYS
+    quote = date_days(chain.column("quote_date"))
+    t = (date_days(chain.column("expiration")) - quote) / pricing.YEAR_DAYS
     spot, strike = _floats(chain, "underlying_price"), _floats(chain, "strike")
     is_call = letter_codes(chain.column("right"), "C") == 0
     rate, div = rates.lookup(quote)

@@ -54,6 +54,7 @@ from backtest.store import (
     DatasetWriter,
     StoreError,
     atomic_write_json,
+    date_days,
     sort_chains,
 )
 from backtest.validate import validate_rows
@@ -132,7 +133,7 @@ def whole_days(chunks: Iterable[Chunk], label: str) -> Iterator[tuple[pa.Table, 
     done: set[int] = set()
     records = 0
     for chunk in chunks:
-        days = chunk.chain.column("quote_date").cast(pa.int32()).to_numpy(zero_copy_only=False)
+        days = date_days(chunk.chain.column("quote_date"))
         records += chunk.input_records
         if not len(days):
             continue
@@ -144,7 +145,7 @@ def whole_days(chunks: Iterable[Chunk], label: str) -> Iterator[tuple[pa.Table, 
                 f"{dt.date(1970, 1, 1) + dt.timedelta(days=int(days[row]))} appears again after other dates; "
                 "expected each quote date's rows together (sort the file by quote date)")
         table = chunk.chain if pending is None else pa.concat_tables([pending, chunk.chain])
-        all_days = table.column("quote_date").cast(pa.int32()).to_numpy(zero_copy_only=False)
+        all_days = date_days(table.column("quote_date"))
         last_day = all_days == days[-1]
         first_of_last = int(np.argmax(last_day))
         if last_day[first_of_last:].all():  # the last day's rows are the tail: cut without copying
@@ -184,7 +185,7 @@ class _PartWriter:
         if not good.num_rows:
             return
         underlying = good.column("underlying")[0].as_py()  # a block holds one underlying (one per file)
-        days = good.column("quote_date").cast(pa.int32()).to_numpy(zero_copy_only=False)
+        days = date_days(good.column("quote_date"))
         starts = _run_starts(days)  # a day's rows are one run (store order): years of the runs only
         run_years = days[starts].astype("datetime64[D]").astype("datetime64[Y]").astype(np.int64) + 1970
         distinct = np.unique(run_years)
@@ -205,7 +206,7 @@ class _PartWriter:
         if not good.any():
             return
         underlying = chain.column("underlying")[0].as_py()
-        days = chain.column("quote_date").cast(pa.int32()).to_numpy(zero_copy_only=False)[good]
+        days = date_days(chain.column("quote_date"))[good]
         spot = chain.column("underlying_price").to_numpy(zero_copy_only=False)[good]
         starts = _run_starts(days)  # a day's first row starts a run: only those are compared
         _, first = np.unique(days[starts], return_index=True)
