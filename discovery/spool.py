@@ -41,7 +41,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import quote, unquote, urlparse
 
 
 if TYPE_CHECKING:
@@ -82,12 +82,14 @@ def local_store_path(uri: str) -> Path | None:
     return None
 
 
-def artifact_location(uri: str) -> str | None:
-    """Where a new experiment of a sqlite store keeps its artifacts: ``mlruns`` beside the
-    database file (MLflow's own default is ``./mlruns`` in whatever the working directory is,
-    which for the default ``sqlite:///mlflow.db`` is the same folder). None: the store decides."""
+def artifact_location(uri: str, experiment: str) -> str | None:
+    """Where a new experiment of a sqlite store keeps its artifacts: ``mlruns/<experiment>``
+    beside the database file. MLflow's own default is ``./mlruns/<experiment id>`` in whatever
+    the working directory is (for the default ``sqlite:///mlflow.db``, the same folder); the id
+    is not known before the experiment exists, so the folder is named after the experiment,
+    whose name is unique in its store. None: the store decides (servers, file stores)."""
     path = local_store_path(uri) if uri.startswith("sqlite:") else None
-    return None if path is None else (path.resolve().parent / "mlruns").as_uri()
+    return None if path is None else (path.resolve().parent / "mlruns" / quote(experiment, safe="")).as_uri()
 
 
 @dataclass(frozen=True)
@@ -256,7 +258,7 @@ class Spool:
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
             try:
-                experiment_id = client.create_experiment(name, artifact_location(client.tracking_uri))
+                experiment_id = client.create_experiment(name, artifact_location(client.tracking_uri, name))
             except Exception as exc:
                 if getattr(exc, "error_code", None) != "RESOURCE_ALREADY_EXISTS":  # another driver created it meanwhile
                     raise

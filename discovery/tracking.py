@@ -49,7 +49,7 @@ Where it goes. ``tracking_uri`` if given, else ``MLFLOW_TRACKING_URI``, else MLf
 default in the working directory: ``sqlite:///mlflow.db``, or the
 ``./mlruns`` file store where one already holds data. ``osd top`` resolves the URI the same way,
 so with no configuration it reads what the last run in the same directory wrote.
-A sqlite store keeps its experiments' artifacts in ``mlruns`` beside the database file
+A sqlite store keeps each experiment's artifacts in ``mlruns/<experiment>`` beside the database file
 (:func:`discovery.spool.artifact_location`), wherever the command runs.
 
 Resilience. Writes are journaled to a spool folder first (:mod:`discovery.spool`) and sent, by a

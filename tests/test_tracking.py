@@ -233,8 +233,8 @@ def test_a_sqlite_store_keeps_its_artifacts_beside_it(tmp_path, monkeypatch):
     client = MlflowClient(fresh_sqlite_store(store / "mlflow.db"))
     assert Spool.open(sink.spool_path).flush(client).pending == 0
     experiment = client.get_experiment_by_name("beside")
-    assert experiment.artifact_location == (store / "mlruns").as_uri()
-    assert any((store / "mlruns").rglob("dna.json")) and not (work / "mlruns").exists()
+    assert experiment.artifact_location == (store / "mlruns" / "beside").as_uri()
+    assert any((store / "mlruns" / "beside").rglob("dna.json")) and not (work / "mlruns").exists()
 
 
 def test_osd_top_on_the_local_default_store(tmp_path, monkeypatch):
