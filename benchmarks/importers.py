@@ -93,7 +93,7 @@ def _import_rates(files: list[Path], baseline: Path | None, rounds: int) -> dict
 def paired_import_rates(files: list[Path], baseline: Path, rounds: int, repeats: int = 3) -> dict:
     """This tree's and `baseline`'s import_files at the same time, each process pinned to one of
     two cores (swapped every round), `repeats` imports per process after the warm-up: the two
-    see the same state of a shared machine, whose speed drifts by up to 1.6x between consecutive
+    see the same state of a shared machine, whose speed drifts by up to 2.3x between consecutive
     imports, so the ratio of each pair compares them more fairly than imports run one after the
     other. Returns the rates and the pairs' ratios (this / baseline)."""
     import math

@@ -160,7 +160,7 @@ def test_fill_greeks_fills_only_missing_values_with_bs_greeks_values():
     t, sigma = rng.uniform(0.0, 2.0, n), rng.uniform(0.05, 1.0, n)
     t[:10] = 0.0  # expiration day: no greeks
     full = pricing.bs_greeks(is_call, spot, strike, t, 0.03, 0.01, sigma)
-    vendor = {name: rng.uniform(-1, 1, n) for name in ("delta", "gamma", "theta", "vega")}
+    vendor = {name: rng.uniform(-1, 1, n) for name in pricing.GREEKS}
     for values in vendor.values():
         values[rng.random(n) < 0.3] = np.nan
     missing = {name: np.isnan(v) for name, v in vendor.items()}

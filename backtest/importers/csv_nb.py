@@ -368,8 +368,7 @@ def parse_block(data, kinds, slots, n_numbers, n_dates, date_formats, osi_suffix
             a = b + 1
             line += 1
             continue
-        while True:  # the fields of one line
-            b = _field_end(data, a, n)
+        while True:  # the fields of one line; b: the end of the field at a
             line_end = b == n or data[b] == _NEWLINE
             e = b - 1 if line_end and b > a and data[b - 1] == _CR else b  # without a CRLF's CR
             kind = kinds[column] if column < n_columns else SKIP
@@ -422,6 +421,7 @@ def parse_block(data, kinds, slots, n_numbers, n_dates, date_formats, osi_suffix
             a = b + 1
             if line_end:
                 break
+            b = _field_end(data, a, n)
         if error[0] != OK:
             break
         if column != n_columns:

@@ -3,7 +3,8 @@
 A suite is a module ``benchmarks/<name>.py`` with ``run(quick: bool) -> dict``. Figures are
 ratios against a baseline measured in the same run wherever one exists, because the machines
 are shared and noisy; the absolute numbers are printed too, with the machine's state after each
-suite (``benchmarks._machine``: the core's speed and the memory latency) to compare runs by.
+suite (``benchmarks._machine``: the core's speed, the latency of its
+level-2 cache and of memory) to compare runs by.
 """
 from __future__ import annotations
 
